@@ -1,0 +1,97 @@
+//! The command line: `kubectl k10 …` (or `kubectl-k10 …`), one file per command group.
+//!
+//! Global flags follow kubectl (`--kubeconfig`, `--context`, `-n/--namespace`, `KUBECONFIG`).
+//! Errors are printed as one line on stderr (`error: what failed: why; what to do`) with exit code 1;
+//! usage errors exit with 2 (clap's convention).
+
+pub mod install;
+pub mod output;
+pub mod profile;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::k8s::ClusterOptions;
+
+/// Immutable, ransomware-proof Kubernetes backups on S3 Object Lock.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl k10", bin_name = "kubectl k10", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kubectl's connection flags, accepted by every command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The namespace to work in (profiles and policies default to kasten-io).
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+impl GlobalArgs {
+    pub fn cluster(&self) -> ClusterOptions {
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the catalog's CRDs and the kasten-io namespace (idempotent).
+    Install(install::InstallArgs),
+    /// Location profiles: where backups go, validated for Object Lock immutability.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Install(args) => install::run(&cli.global, args).await,
+        Command::Profile(cmd) => profile::run(&cli.global, cmd).await,
+    }
+}
+
+fn fail(err: anyhow::Error) -> ExitCode {
+    // `{:#}` joins the cause chain on one line: "what failed: why".
+    eprintln!("error: {err:#}");
+    ExitCode::FAILURE
+}
+
+/// Diagnostics go to stderr, filtered by `K10_LOG` (e.g. `K10_LOG=debug`); warnings by default.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("K10_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

