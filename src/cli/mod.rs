@@ -85,10 +85,11 @@ fn fail(err: anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Diagnostics go to stderr, filtered by `K10_LOG` (e.g. `K10_LOG=debug`); warnings by default.
+/// Diagnostics go to stderr, filtered by `K10_LOG` (e.g. `K10_LOG=debug`); by default only k10's own
+/// warnings (library errors reach the user once, as the command's error line).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("K10_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("k10=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -42,7 +42,7 @@ pub enum ProfileCommand {
         #[arg(long, requires = "protection_period")]
         immutable: bool,
         /// How far back in time restores can go: whole days, as 30d, 30 or 720h.
-        #[arg(long, value_name = "PERIOD", requires = "immutable")]
+        #[arg(long, value_name = "PERIOD", requires = "immutable", allow_hyphen_values = true)]
         protection_period: Option<String>,
         /// Use the credentials in this existing Secret instead of AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
         #[arg(long, value_name = "SECRET")]

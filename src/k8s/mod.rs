@@ -83,13 +83,15 @@ impl K8sError {
     }
 }
 
-/// The innermost message of an error chain ("Connection refused (os error 111)").
+/// The innermost message of an error chain ("Connection refused (os error 111)"), first line only:
+/// errors are printed as one line.
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = err;
     while let Some(next) = cur.source() {
         cur = next;
     }
-    cur.to_string()
+    let text = cur.to_string();
+    text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 impl ClusterOptions {
