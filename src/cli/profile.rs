@@ -210,7 +210,7 @@ async fn create(
             cluster.namespace
         ),
         Ok(None) => {}
-        Err(e) => return Err(not_installed(cluster.err(e, "read profiles")).into()),
+        Err(e) => return Err(not_installed(cluster.err(e, "read profiles"))),
     }
     let credentials = credentials(cluster, credentials_secret).await?;
     let scope = if period.is_some() {
@@ -422,7 +422,7 @@ async fn get_profile(cluster: &Cluster, api: &Api<Profile>, name: &str) -> anyho
             "profile {name:?} not found in namespace {}; list profiles with `kubectl k10 profile list`",
             cluster.namespace
         ),
-        Err(e) => Err(not_installed(cluster.err(e, format!("read profile {name:?}"))).into()),
+        Err(e) => Err(not_installed(cluster.err(e, format!("read profile {name:?}")))),
     }
 }
 

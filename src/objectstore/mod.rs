@@ -5,6 +5,10 @@
 //! checksum on every upload (Object Lock refuses uploads without one).
 
 pub mod lock;
+pub mod memory;
+pub mod pit;
+pub mod s3;
+pub mod storage;
 pub mod validate;
 
 use std::fmt;
