@@ -26,7 +26,15 @@ struct State {
     /// Versions of each key, oldest first.
     keys: BTreeMap<String, Vec<Entry>>,
     clock: Option<Time>,
+    /// Added to the wall clock: lets tests move the store days ahead.
+    offset: Duration,
     next_version: u64,
+}
+
+impl State {
+    fn now(&self) -> Time {
+        Utc::now() + self.offset
+    }
 }
 
 /// See the module docs.
@@ -50,10 +58,20 @@ impl MemoryStorage {
         }
     }
 
+    /// Moves the store's clock ahead (its `LastModified` times and lock expiry), for tests.
+    pub fn advance_clock(&self, by: Duration) {
+        self.state.lock().unwrap().offset += by;
+    }
+
+    /// The store's current time.
+    pub fn now(&self) -> Time {
+        self.state.lock().unwrap().now()
+    }
+
     /// Deletes one version, as an attacker with full credentials would try: refused while locked.
     pub fn delete_version(&self, key: &str, version_id: &str) -> Result<()> {
         let mut state = self.state.lock().unwrap();
-        let now = Utc::now();
+        let now = state.now();
         let versions = state.keys.get_mut(key).ok_or_else(|| not_found(key))?;
         let pos = versions
             .iter()
@@ -73,7 +91,7 @@ impl MemoryStorage {
 
     fn write(&self, key: &str, data: Option<Bytes>) -> ObjectInfo {
         let mut state = self.state.lock().unwrap();
-        let mut now = Utc::now();
+        let mut now = state.now();
         if let Some(last) = state.clock {
             if now <= last {
                 now = last + Duration::microseconds(1);

@@ -5,6 +5,7 @@
 //! checksum on every upload (Object Lock refuses uploads without one).
 
 pub mod lock;
+pub mod maintenance;
 pub mod memory;
 pub mod pit;
 pub mod s3;
