@@ -9,3 +9,4 @@ pub mod api;
 pub mod cli;
 pub mod k8s;
 pub mod objectstore;
+pub mod repo;

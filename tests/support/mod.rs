@@ -1,5 +1,7 @@
 //! Shared test environment: the local object store (SeaweedFS) and the Kubernetes API stand-in.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod cli;
 pub mod s3;
+pub mod tree;

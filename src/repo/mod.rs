@@ -1,0 +1,659 @@
+//! The repository: restic-format backups (rustic_core) on our storage.
+//!
+//! A [`Repo<Writable>`] backs up and forgets; a [`Repo<ReadOnly>`] is opened *as of* a time T on a
+//! point-in-time view and can only read — the type leaves no way to write through it. Both list,
+//! restore, read single documents and check.
+//!
+//! rustic_core is synchronous: every operation runs on tokio's blocking pool, and the storage
+//! backend drives the async store from there (see [`backend`]).
+
+pub mod backend;
+pub mod layout;
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use rustic_core::repofile::{MasterKey, Metadata, Node, NodeType, SnapshotFile};
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, FileType, Id, KeyOptions, LocalDestination, LsOptions,
+    ParentOptions, PathList, ReadSource, ReadSourceEntry, Repository, RepositoryBackends, RepositoryOptions,
+    RestoreOptions, RusticError, RusticResult, SnapshotOptions,
+};
+use tokio::runtime::Handle;
+
+use crate::objectstore::pit::PointInTime;
+use crate::objectstore::storage::{Storage, StorageError, Time, VersionedStorage};
+use backend::StorageBackend;
+
+/// Why a repository operation failed, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("no repository at {location}: nothing was backed up there (at that time); check the cluster ID, the profile and the point in time")]
+    NoRepository { location: String },
+    #[error("a repository already exists at {location}")]
+    AlreadyExists { location: String },
+    #[error("wrong password for the repository at {location}: use the password Secret of this repository (or the DR passphrase it was written with)")]
+    WrongPassword { location: String },
+    #[error("point in time {at} is in the future (now {now}): choose a time before now")]
+    FutureTime { at: String, now: String },
+    #[error("malformed point in time {0:?}: use RFC 3339, e.g. 2026-01-02T15:04:05Z")]
+    MalformedTime(String),
+    #[error("snapshot {id} not found in {location}")]
+    SnapshotNotFound { id: String, location: String },
+    #[error("{path} not found in snapshot {id}")]
+    PathNotFound { id: String, path: String },
+    #[error("cannot back up {path}: {reason}")]
+    Source { path: String, reason: String },
+    #[error("restore destination {0} is not empty: restore into a new or empty directory")]
+    DestinationNotEmpty(String),
+    #[error("the repository at {location} is damaged: {detail}; nothing was restored from the damaged data")]
+    Damaged { location: String, detail: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{op} failed on {location}: {message}")]
+    Engine {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
+}
+
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+/// A snapshot in a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The full hex id.
+    pub id: String,
+    /// The time the backup started, by the writer's clock (for display; decisions use the store's).
+    pub time: Time,
+    pub tags: Vec<String>,
+    /// Files and bytes in the snapshot, and bytes newly added to the repository.
+    pub files: u64,
+    pub bytes: u64,
+    pub bytes_added: u64,
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+}
+
+/// Typestate marker: the repository can be written (backup, forget).
+#[derive(Debug)]
+pub struct Writable;
+/// Typestate marker: a point-in-time view; reading only.
+#[derive(Debug)]
+pub struct ReadOnly;
+
+pub struct Repo<M> {
+    backends: RepositoryBackends,
+    key: MasterKey,
+    storage: Arc<dyn Storage>,
+    prefix: String,
+    location: String,
+    _mode: PhantomData<M>,
+}
+
+impl<M> std::fmt::Debug for Repo<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+/// A fresh random repository password (32 bytes, hex).
+pub fn new_password() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses an RFC 3339 point in time and refuses one in the future.
+pub fn parse_point_in_time(text: &str) -> Result<Time> {
+    let at = chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map_err(|_| RepoError::MalformedTime(text.to_string()))?
+        .with_timezone(&Utc);
+    check_not_future(at)?;
+    Ok(at)
+}
+
+fn check_not_future(at: Time) -> Result<()> {
+    let now = Utc::now();
+    if at > now {
+        return Err(RepoError::FutureTime {
+            at: at.to_rfc3339(),
+            now: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+    }
+    Ok(())
+}
+
+fn options() -> RepositoryOptions {
+    RepositoryOptions::default().no_cache(true)
+}
+
+fn backends(storage: Arc<dyn Storage>, prefix: &str) -> RepositoryBackends {
+    RepositoryBackends::new(Arc::new(StorageBackend::new(storage, prefix, Handle::current())), None)
+}
+
+/// Runs rustic_core work on the blocking pool; a panic inside it becomes an error.
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    location: &str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => Err(RepoError::Engine {
+            op,
+            location: location.to_string(),
+            message: if e.is_panic() {
+                "the repository engine stopped on unreadable data".into()
+            } else {
+                e.to_string()
+            },
+        }),
+    }
+}
+
+/// Maps an engine error, keeping our storage errors and the wrong-password case apart.
+fn engine(op: &'static str, location: &str, err: Box<RusticError>) -> RepoError {
+    if err.is_incorrect_password() {
+        return RepoError::WrongPassword {
+            location: location.to_string(),
+        };
+    }
+    let mut source = std::error::Error::source(&*err);
+    while let Some(s) = source {
+        if let Some(StorageError::ReadOnly { op, key, store }) = s.downcast_ref::<StorageError>() {
+            return RepoError::Storage(StorageError::ReadOnly {
+                op,
+                key: key.clone(),
+                store: store.clone(),
+            });
+        }
+        source = s.source();
+    }
+    RepoError::Engine {
+        op,
+        location: location.to_string(),
+        message: one_line(&err.display_log()),
+    }
+}
+
+/// The engine's multi-line reports (with backtraces when `RUST_BACKTRACE` is set) as one line.
+fn one_line(text: &str) -> String {
+    let cut = ["\n\nSome additional details", "\n\nBacktrace:", "\n\nFor more information"]
+        .iter()
+        .filter_map(|m| text.find(m))
+        .min()
+        .unwrap_or(text.len());
+    text[..cut]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("Message: ", "")
+}
+
+fn has_config(backends: &RepositoryBackends, location: &str) -> Result<bool> {
+    let repo = Repository::new(&options(), backends).map_err(|e| engine("open", location, e))?;
+    Ok(repo.config_id().map_err(|e| engine("open", location, e))?.is_some())
+}
+
+impl Repo<Writable> {
+    /// Creates a new repository under `prefix` (which must end with '/').
+    pub async fn init(storage: Arc<dyn Storage>, prefix: &str, password: &str) -> Result<Repo<Writable>> {
+        let backends = backends(storage.clone(), prefix);
+        let location = backends.repository().location();
+        let password = password.to_string();
+        let (b, loc) = (backends.clone(), location.clone());
+        let key = blocking("init", &location, move || {
+            if has_config(&b, &loc)? {
+                return Err(RepoError::AlreadyExists { location: loc });
+            }
+            let repo = Repository::new(&options(), &b)
+                .map_err(|e| engine("init", &loc, e))?
+                .init(&Credentials::password(password), &KeyOptions::default(), &ConfigOptions::default())
+                .map_err(|e| engine("init", &loc, e))?;
+            Ok(repo.key())
+        })
+        .await?;
+        Ok(Repo::new(backends, key, storage, prefix, location))
+    }
+
+    /// Opens the repository under `prefix` as it is now.
+    pub async fn open(storage: Arc<dyn Storage>, prefix: &str, password: &str) -> Result<Repo<Writable>> {
+        let backends = backends(storage.clone(), prefix);
+        let location = backends.repository().location();
+        let key = unlock(backends.clone(), location.clone(), password.to_string()).await?;
+        Ok(Repo::new(backends, key, storage, prefix, location))
+    }
+
+    /// Backs up the directory tree `dir` (paths in the snapshot are relative to it): contents,
+    /// modes, symlinks, mtimes. Every file must be readable, or nothing is written.
+    pub async fn backup_dir(&self, dir: &Path, tags: &[String]) -> Result<Snapshot> {
+        let expected = survey(dir)?;
+        let (backends, key, dir, tags) = (self.backends.clone(), self.key.clone(), dir.to_path_buf(), tags.to_vec());
+        let location = self.location.clone();
+        blocking("backup", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?
+                .to_indexed_ids()
+                .map_err(|e| engine("backup", &location, e))?;
+            let options = BackupOptions::default()
+                .as_path(PathBuf::from("/"))
+                .parent_opts(ParentOptions::default().force(true));
+            let snap = repo
+                .backup(&options, &PathList::from_iter([dir.clone()]), snapshot_options(&tags, &location)?)
+                .map_err(|e| engine("backup", &location, e))?;
+            let processed = snap.summary.as_ref().map_or(0, |s| s.total_files_processed);
+            if processed < expected {
+                return Err(RepoError::Source {
+                    path: dir.display().to_string(),
+                    reason: format!("{} of {expected} files could not be read during the backup", expected - processed),
+                });
+            }
+            Ok(to_snapshot(&snap))
+        })
+        .await
+    }
+
+    /// Backs up in-memory documents (e.g. manifests) as files at the given relative paths.
+    pub async fn backup_documents(&self, documents: Vec<(String, Bytes)>, tags: &[String]) -> Result<Snapshot> {
+        let (backends, key, tags) = (self.backends.clone(), self.key.clone(), tags.to_vec());
+        let location = self.location.clone();
+        blocking("backup", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?
+                .to_indexed_ids()
+                .map_err(|e| engine("backup", &location, e))?;
+            let source = Documents::new(documents)?;
+            let snap = repo
+                .archive(
+                    &BackupOptions::default().parent_opts(ParentOptions::default().force(true)),
+                    &source,
+                    snapshot_options(&tags, &location)?,
+                    &[PathBuf::from("/")],
+                )
+                .map_err(|e| engine("backup", &location, e))?;
+            Ok(to_snapshot(&snap))
+        })
+        .await
+    }
+
+    /// Forgets a snapshot: its file gets a delete marker; the data stays (and stays locked).
+    pub async fn forget(&self, id: &str) -> Result<()> {
+        let snapshot = self.find(id).await?;
+        let (backends, key, location) = (self.backends.clone(), self.key.clone(), self.location.clone());
+        blocking("forget", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?;
+            let id: Id = snapshot.id.parse().map_err(|_| RepoError::SnapshotNotFound {
+                id: snapshot.id.clone(),
+                location: location.clone(),
+            })?;
+            repo.delete_snapshots(&[id.into()]).map_err(|e| engine("forget", &location, e))
+        })
+        .await
+    }
+
+    /// A read-only handle on the same repository as it is now.
+    pub fn read_only(&self) -> Repo<ReadOnly> {
+        Repo::new(
+            self.backends.clone(),
+            self.key.clone(),
+            self.storage.clone(),
+            &self.prefix,
+            self.location.clone(),
+        )
+    }
+}
+
+impl Repo<ReadOnly> {
+    /// Opens the repository under `prefix` as it was at `at`: the store's versions at that time,
+    /// whatever was overwritten or deleted since. Nothing can be written through it.
+    pub async fn open_at(
+        storage: Arc<dyn VersionedStorage>,
+        prefix: &str,
+        at: Time,
+        password: &str,
+    ) -> Result<Repo<ReadOnly>> {
+        check_not_future(at)?;
+        let view: Arc<dyn Storage> = Arc::new(PointInTime::new(storage, prefix, at).await?);
+        let backends = backends(view.clone(), prefix);
+        let location = backends.repository().location();
+        let key = unlock(backends.clone(), location.clone(), password.to_string()).await?;
+        Ok(Repo::new(backends, key, view, prefix, location))
+    }
+}
+
+/// Opens with the password (the slow key derivation, once) and keeps the master key.
+async fn unlock(backends: RepositoryBackends, location: String, password: String) -> Result<MasterKey> {
+    blocking("open", &location.clone(), move || {
+        if !has_config(&backends, &location)? {
+            return Err(RepoError::NoRepository { location });
+        }
+        let repo = Repository::new(&options(), &backends)
+            .map_err(|e| engine("open", &location, e))?
+            .open(&Credentials::password(password))
+            .map_err(|e| engine("open", &location, e))?;
+        Ok(repo.key())
+    })
+    .await
+}
+
+fn reopen(
+    backends: &RepositoryBackends,
+    key: &MasterKey,
+    location: &str,
+) -> Result<Repository<rustic_core::OpenStatus>> {
+    Repository::new(&options(), backends)
+        .and_then(|r| r.open(&Credentials::Masterkey(key.clone())))
+        .map_err(|e| engine("open", location, e))
+}
+
+fn snapshot_options(tags: &[String], location: &str) -> Result<SnapshotFile> {
+    let mut options = SnapshotOptions::default().host("k10".to_string());
+    for tag in tags {
+        if tag.contains(',') {
+            return Err(RepoError::Engine {
+                op: "backup",
+                location: location.to_string(),
+                message: format!("tag {tag:?} contains a comma"),
+            });
+        }
+        options = options.add_tags(tag).map_err(|e| engine("backup", location, e))?;
+    }
+    options.to_snapshot().map_err(|e| engine("backup", location, e))
+}
+
+fn to_snapshot(s: &SnapshotFile) -> Snapshot {
+    let summary = s.summary.clone().unwrap_or_default();
+    Snapshot {
+        id: s.id.to_hex().to_string(),
+        time: chrono::DateTime::from_timestamp(s.time.timestamp().as_second(), 0).unwrap_or_default(),
+        tags: s.tags.iter().map(ToString::to_string).collect(),
+        files: summary.total_files_processed,
+        bytes: summary.total_bytes_processed,
+        bytes_added: summary.data_added,
+    }
+}
+
+impl<M: Send + Sync + 'static> Repo<M> {
+    fn new(backends: RepositoryBackends, key: MasterKey, storage: Arc<dyn Storage>, prefix: &str, location: String) -> Self {
+        Repo {
+            backends,
+            key,
+            storage,
+            prefix: prefix.to_string(),
+            location,
+            _mode: PhantomData,
+        }
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The repository's snapshots, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        let (backends, key, location) = (self.backends.clone(), self.key.clone(), self.location.clone());
+        blocking("list snapshots", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?;
+            let mut all = repo.get_all_snapshots().map_err(|e| engine("list snapshots", &location, e))?;
+            all.sort();
+            Ok(all.iter().map(to_snapshot).collect())
+        })
+        .await
+    }
+
+    async fn find(&self, id: &str) -> Result<Snapshot> {
+        self.snapshots()
+            .await?
+            .into_iter()
+            .find(|s| s.id == id || (id.len() >= 8 && s.id.starts_with(id)))
+            .ok_or_else(|| RepoError::SnapshotNotFound {
+                id: id.to_string(),
+                location: self.location.clone(),
+            })
+    }
+
+    /// When the store received the snapshot: the `LastModified` of its file (the store's clock,
+    /// not the writer's), which is what a later point-in-time view must reach.
+    pub async fn stored_at(&self, id: &str) -> Result<Time> {
+        let snapshot = self.find(id).await?;
+        let key = format!("{}{}/{}", self.prefix, FileType::Snapshot.dirname(), snapshot.id);
+        Ok(self.storage.stat(&key).await?.last_modified)
+    }
+
+    /// Restores a snapshot into `dest`, which must be new or empty: contents, modes, symlinks,
+    /// mtimes. If the repository is damaged, the error names the damage and `dest` is left empty.
+    pub async fn restore(&self, id: &str, dest: &Path) -> Result<Restored> {
+        let snapshot = self.find(id).await?;
+        let created = prepare_destination(dest)?;
+        let (backends, key, location, target) =
+            (self.backends.clone(), self.key.clone(), self.location.clone(), dest.to_path_buf());
+        let result = blocking("restore", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?
+                .to_indexed()
+                .map_err(|e| engine("restore", &location, e))?;
+            let snap = repo
+                .get_snapshots(&[snapshot.id.as_str()])
+                .map_err(|e| engine("restore", &location, e))?
+                .remove(0);
+            let root = repo
+                .node_from_snapshot_and_path(&snap, "")
+                .map_err(|e| engine("restore", &location, e))?;
+            let dest = LocalDestination::new(&target.to_string_lossy(), true, false)
+                .map_err(|e| engine("restore", &location, e))?;
+            let options = RestoreOptions::default().no_ownership(true);
+            let ls_options = LsOptions::default();
+            let mut restored = Restored::default();
+            for entry in repo.ls(&root, &ls_options).map_err(|e| engine("restore", &location, e))? {
+                let (_, node) = entry.map_err(|e| engine("restore", &location, e))?;
+                match node.node_type {
+                    NodeType::Dir => restored.dirs += 1,
+                    _ => {
+                        restored.files += 1;
+                        restored.bytes += node.meta.size;
+                    }
+                }
+            }
+            let ls = repo.ls(&root, &ls_options).map_err(|e| engine("restore", &location, e))?;
+            let plan = repo
+                .prepare_restore(&options, ls, &dest, false)
+                .map_err(|e| engine("restore", &location, e))?;
+            let ls = repo.ls(&root, &ls_options).map_err(|e| engine("restore", &location, e))?;
+            repo.restore(plan, &options, ls, &dest).map_err(|e| engine("restore", &location, e))?;
+            Ok(restored)
+        })
+        .await;
+        match result {
+            Ok(r) => Ok(r),
+            Err(err) => {
+                clear_destination(dest, created);
+                // Name the damage when the engine stopped on it.
+                if matches!(err, RepoError::Engine { .. }) {
+                    if let Err(damage @ RepoError::Damaged { .. }) = self.check(true).await {
+                        return Err(damage);
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Reads one file of a snapshot into memory.
+    pub async fn read_document(&self, id: &str, path: &str) -> Result<Bytes> {
+        let snapshot = self.find(id).await?;
+        let (backends, key, location, path) =
+            (self.backends.clone(), self.key.clone(), self.location.clone(), path.to_string());
+        blocking("read", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?
+                .to_indexed()
+                .map_err(|e| engine("read", &location, e))?;
+            let snap = repo
+                .get_snapshots(&[snapshot.id.as_str()])
+                .map_err(|e| engine("read", &location, e))?
+                .remove(0);
+            let node = repo.node_from_snapshot_and_path(&snap, &path).map_err(|_| RepoError::PathNotFound {
+                id: snapshot.id.clone(),
+                path: path.clone(),
+            })?;
+            let mut out = Vec::with_capacity(node.meta.size as usize);
+            repo.dump(&node, &mut out).map_err(|e| engine("read", &location, e))?;
+            Ok(Bytes::from(out))
+        })
+        .await
+    }
+
+    /// Checks the repository's structure, and with `read_data` every pack's content. Any finding
+    /// is an error naming what is damaged.
+    pub async fn check(&self, read_data: bool) -> Result<()> {
+        let (backends, key, location) = (self.backends.clone(), self.key.clone(), self.location.clone());
+        blocking("check", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?;
+            let results = repo
+                .check(CheckOptions::default().read_data(read_data))
+                .map_err(|e| engine("check", &location, e))?;
+            if results.0.is_empty() {
+                return Ok(());
+            }
+            let detail = results
+                .0
+                .iter()
+                .map(|(_, e)| one_line(&e.to_string()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Err(RepoError::Damaged { location, detail })
+        })
+        .await
+    }
+}
+
+/// Counts the regular files under `dir` and makes sure each can be read.
+fn survey(dir: &Path) -> Result<u64> {
+    let fail = |path: &Path, reason: String| RepoError::Source {
+        path: path.display().to_string(),
+        reason,
+    };
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| fail(dir, e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(fail(dir, "not a directory".into()));
+    }
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| fail(&d, e.to_string()))? {
+            let entry = entry.map_err(|e| fail(&d, e.to_string()))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| fail(&path, e.to_string()))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                std::fs::File::open(&path).map_err(|e| fail(&path, e.to_string()))?;
+                files += 1;
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Returns whether `dest` was created (so a failed restore can remove it again).
+fn prepare_destination(dest: &Path) -> Result<bool> {
+    match std::fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(RepoError::DestinationNotEmpty(dest.display().to_string()));
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dest).map_err(|e| RepoError::Source {
+                path: dest.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            Ok(true)
+        }
+        Err(e) => Err(RepoError::Source {
+            path: dest.display().to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Removes what a failed restore wrote.
+fn clear_destination(dest: &Path, created: bool) {
+    if created {
+        let _ = std::fs::remove_dir_all(dest);
+    } else if let Ok(entries) = std::fs::read_dir(dest) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+/// In-memory documents as a backup source: regular files (mode 0644) at relative paths.
+struct Documents {
+    files: Vec<(PathBuf, Bytes)>,
+}
+
+impl Documents {
+    fn new(mut documents: Vec<(String, Bytes)>) -> Result<Documents> {
+        documents.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut files = Vec::with_capacity(documents.len());
+        for (path, data) in documents {
+            let p = PathBuf::from(&path);
+            let valid = !path.is_empty()
+                && p.is_relative()
+                && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !valid {
+                return Err(RepoError::Source {
+                    path,
+                    reason: "document paths must be relative, without '..'".into(),
+                });
+            }
+            files.push((p, data));
+        }
+        Ok(Documents { files })
+    }
+}
+
+impl ReadSource for Documents {
+    type Open = std::io::Cursor<Bytes>;
+    type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<std::io::Cursor<Bytes>>>>;
+
+    fn size(&self) -> RusticResult<Option<u64>> {
+        Ok(Some(self.files.iter().map(|(_, d)| d.len() as u64).sum()))
+    }
+
+    fn entries(&self) -> Self::Iter {
+        let now = rustic_core::jiff::Timestamp::now();
+        self.files
+            .iter()
+            .map(|(path, data)| {
+                let meta = Metadata {
+                    mode: Some(0o644),
+                    mtime: Some(now),
+                    size: data.len() as u64,
+                    ..Default::default()
+                };
+                let name = path.file_name().unwrap_or_default();
+                Ok(ReadSourceEntry {
+                    path: path.clone(),
+                    node: Node::new_node(name, NodeType::File, meta),
+                    open: Some(std::io::Cursor::new(data.clone())),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+}

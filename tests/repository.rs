@@ -1,0 +1,175 @@
+//! The repository on the in-memory store: backup, restore, documents, forget, point-in-time,
+//! and every bad input (wrong password, damage, bad times, writes through a view).
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use k10::objectstore::memory::MemoryStorage;
+use k10::objectstore::pit::PointInTime;
+use k10::objectstore::storage::{Storage, StorageError, VersionedStorage};
+use k10::repo::{parse_point_in_time, ReadOnly, Repo, RepoError, Writable};
+use support::tree;
+
+const PREFIX: &str = "k10/cluster/repos/ns-uid/";
+
+async fn new_repo() -> (Arc<MemoryStorage>, Repo<Writable>) {
+    let store = Arc::new(MemoryStorage::locked(chrono::Duration::days(50)));
+    let repo = Repo::init(store.clone(), PREFIX, "pw").await.unwrap();
+    (store, repo)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_restore_documents_and_forget() {
+    let (store, repo) = new_repo().await;
+    let src = tempfile::tempdir().unwrap();
+    tree::small(src.path());
+    let snap = repo.backup_dir(src.path(), &["app=demo".into(), "kind=volume".into()]).await.unwrap();
+    assert_eq!(snap.tags, vec!["app=demo", "kind=volume"]);
+    assert!(snap.files >= 7, "{snap:?}");
+
+    let docs = repo
+        .backup_documents(
+            vec![
+                ("manifests/v1/configmaps/a.yaml".into(), Bytes::from_static(b"kind: ConfigMap\n")),
+                ("index.json".into(), Bytes::from_static(b"{}")),
+            ],
+            &["kind=manifests".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(repo.snapshots().await.unwrap().len(), 2);
+
+    let dest = tempfile::tempdir().unwrap();
+    let restored = repo.restore(&snap.id, &dest.path().join("out")).await.unwrap();
+    let (files, bytes) = tree::assert_same(src.path(), &dest.path().join("out"));
+    assert_eq!(restored.bytes, bytes + "hello.txt".len() as u64 + "/nonexistent/target".len() as u64);
+    assert_eq!(files, 6);
+    assert_eq!(
+        repo.read_document(&docs.id, "manifests/v1/configmaps/a.yaml").await.unwrap(),
+        Bytes::from_static(b"kind: ConfigMap\n")
+    );
+    let missing = repo.read_document(&docs.id, "nope.yaml").await.unwrap_err();
+    assert!(matches!(missing, RepoError::PathNotFound { .. }), "{missing}");
+
+    // The store time of the snapshot is what a view must reach; forgetting leaves the data.
+    let stored = repo.stored_at(&snap.id).await.unwrap();
+    repo.forget(&snap.id).await.unwrap();
+    let ids: Vec<String> = repo.snapshots().await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, vec![docs.id.clone()]);
+    let err = repo.restore(&snap.id, &dest.path().join("gone")).await.unwrap_err();
+    assert!(matches!(err, RepoError::SnapshotNotFound { .. }), "{err}");
+    assert!(!dest.path().join("gone").exists(), "a failed restore left a directory behind");
+
+    let view = Repo::<ReadOnly>::open_at(store.clone(), PREFIX, stored, "pw").await.unwrap();
+    let again = dest.path().join("again");
+    view.restore(&snap.id, &again).await.unwrap();
+    tree::assert_same(src.path(), &again);
+    view.check(true).await.unwrap();
+    repo.check(true).await.unwrap();
+
+    // Restoring over existing data is refused.
+    let err = view.restore(&snap.id, &again).await.unwrap_err();
+    assert!(matches!(err, RepoError::DestinationNotEmpty(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_are_refused_clearly() {
+    let (store, repo) = new_repo().await;
+    let src = tempfile::tempdir().unwrap();
+    tree::small(src.path());
+    let snap = repo.backup_dir(src.path(), &[]).await.unwrap();
+
+    let err = Repo::open(store.clone(), PREFIX, "wrong").await.unwrap_err();
+    assert!(matches!(err, RepoError::WrongPassword { .. }), "{err}");
+    assert!(err.to_string().contains("wrong password"), "{err}");
+    let err = Repo::init(store.clone(), PREFIX, "pw").await.unwrap_err();
+    assert!(matches!(err, RepoError::AlreadyExists { .. }), "{err}");
+    let err = Repo::open(store.clone(), "k10/cluster/repos/other/", "pw").await.unwrap_err();
+    assert!(matches!(err, RepoError::NoRepository { .. }), "{err}");
+
+    // Times: before the repository existed, in the future, malformed.
+    let before = chrono::Utc::now() - chrono::Duration::days(3);
+    let err = Repo::<ReadOnly>::open_at(store.clone(), PREFIX, before, "pw").await.unwrap_err();
+    assert!(matches!(err, RepoError::NoRepository { .. }), "{err}");
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    let err = Repo::<ReadOnly>::open_at(store.clone(), PREFIX, future, "pw").await.unwrap_err();
+    assert!(matches!(err, RepoError::FutureTime { .. }), "{err}");
+    for bad in ["yesterday", "2026-13-01T00:00:00Z", "2026-01-02 15:04:05", ""] {
+        assert!(matches!(parse_point_in_time(bad), Err(RepoError::MalformedTime(_))), "{bad}");
+    }
+    assert!(matches!(parse_point_in_time("2999-01-01T00:00:00Z"), Err(RepoError::FutureTime { .. })));
+    assert!(parse_point_in_time("2026-01-02T15:04:05Z").is_ok());
+
+    // Sources: missing, not a directory, unreadable file; nothing is written.
+    let before_versions = store.list_versions("").await.unwrap().len();
+    let err = repo.backup_dir(&src.path().join("missing"), &[]).await.unwrap_err();
+    assert!(matches!(err, RepoError::Source { .. }), "{err}");
+    let err = repo.backup_dir(&src.path().join("hello.txt"), &[]).await.unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    assert_eq!(store.list_versions("").await.unwrap().len(), before_versions);
+    let err = repo
+        .backup_documents(vec![("../escape".into(), Bytes::new())], &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::Source { .. }), "{err}");
+
+    // A writable repository on a point-in-time view: the write is refused, never silent.
+    let view: Arc<dyn Storage> = Arc::new(PointInTime::new(store.clone(), PREFIX, chrono::Utc::now()).await.unwrap());
+    let through_view = Repo::open(view, PREFIX, "pw").await.unwrap();
+    let err = through_view.backup_dir(src.path(), &[]).await.unwrap_err();
+    assert!(
+        matches!(err, RepoError::Storage(StorageError::ReadOnly { .. })),
+        "expected a read-only refusal, got {err}"
+    );
+    let err = through_view.forget(&snap.id).await.unwrap_err();
+    assert!(matches!(err, RepoError::Storage(StorageError::ReadOnly { .. })), "{err}");
+    assert_eq!(repo.snapshots().await.unwrap().len(), 1);
+}
+
+/// The keys of the repository's pack files.
+async fn packs(store: &MemoryStorage) -> Vec<String> {
+    store
+        .list(&format!("{PREFIX}data/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damage_is_detected_and_named_never_restored() {
+    // A missing pack.
+    let (store, repo) = new_repo().await;
+    let src = tempfile::tempdir().unwrap();
+    tree::small(src.path());
+    let snap = repo.backup_dir(src.path(), &[]).await.unwrap();
+    let pack = packs(&store).await.pop().unwrap();
+    store.delete(&pack).await.unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let out = dest.path().join("out");
+    let err = repo.restore(&snap.id, &out).await.unwrap_err();
+    assert!(matches!(err, RepoError::Damaged { .. }), "{err}");
+    let pack_id = pack.rsplit('/').next().unwrap();
+    assert!(err.to_string().contains(&pack_id[..8]), "the damaged pack is not named: {err}");
+    assert!(!out.exists(), "a damaged restore left files behind");
+    let err = repo.check(false).await.unwrap_err();
+    assert!(matches!(err, RepoError::Damaged { .. }), "{err}");
+
+    // A flipped byte in every pack.
+    let (store, repo) = new_repo().await;
+    let snap = repo.backup_dir(src.path(), &[]).await.unwrap();
+    for pack in packs(&store).await {
+        let mut data = store.get(&pack, None).await.unwrap().to_vec();
+        let middle = data.len() / 2;
+        data[middle] ^= 0x01;
+        store.put(&pack, Bytes::from(data)).await.unwrap();
+    }
+    let err = repo.check(true).await.unwrap_err();
+    assert!(matches!(err, RepoError::Damaged { .. }), "{err}");
+    let err = repo.restore(&snap.id, &out).await.unwrap_err();
+    assert!(matches!(err, RepoError::Damaged { .. }), "{err}");
+    assert!(!out.exists());
+}
