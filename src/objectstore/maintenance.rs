@@ -8,8 +8,9 @@
 //! object that needs extending, and one ledger write. No HEAD per object to decide what to skip: the
 //! lower bound of each object's lock is known from
 //! - its write: the product locks every write until write time + P + 20 days, and the store's
-//!   `LastModified` is that write time (the smallest P recorded in any ledger is used, so a profile
-//!   whose period was raised does not over-estimate older locks);
+//!   `LastModified` is that write time; the smallest P any writer or ledger recorded is used
+//!   (every writer records its P with [`record_writer`] before writing, so a period raised later
+//!   never over-estimates older locks);
 //! - the newest ledger: each run records (as a locked object under the ledger prefix) the smallest
 //!   lock it left on every object it covered, which are the objects written up to its listing.
 //!
@@ -129,10 +130,24 @@ pub async fn run_at(
         };
         let key = ledger_key(ledger_prefix, now, period);
         let body = serde_json::to_vec(&record).expect("a ledger serializes");
-        store.put(&key, Bytes::from(body)).await?;
         report.requests += 1;
+        if let Err(e) = store.put(&key, Bytes::from(body)).await {
+            report.failed.push((key, e.to_string()));
+        }
     }
     Ok(report)
+}
+
+/// Records that a writer locks its writes for `period` + 20 days, once per period (a marker
+/// object `writer-p<days>.json` under the ledger prefix). Call it before writing to a repository.
+pub async fn record_writer(store: &dyn VersionedStorage, ledger_prefix: &str, period: ProtectionPeriod) -> Result<()> {
+    let known = store.list(ledger_prefix).await?;
+    if known.iter().any(|o| ledger_days(&o.key) == Some(period.days())) {
+        return Ok(());
+    }
+    let key = format!("{ledger_prefix}writer-p{}.json", period.days());
+    store.put(&key, Bytes::from_static(b"{}")).await?;
+    Ok(())
 }
 
 /// The newest readable ledger (its claim capped at its write time + P + 20 days) and the smallest
@@ -150,7 +165,7 @@ async fn newest_ledger(
         .iter()
         .filter_map(|o| ledger_days(&o.key))
         .fold(period.days(), u32::min);
-    for info in ledgers.iter().rev() {
+    for info in ledgers.iter().rev().filter(|o| !o.key[ledger_prefix.len()..].starts_with("writer-")) {
         report.requests += 1;
         let parsed = store
             .get(&info.key, None)
@@ -259,5 +274,19 @@ mod tests {
         store.advance_clock(Duration::days(15));
         let report = maintain(&store).await;
         assert_eq!(report.extended, 1, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_raised_period_does_not_overestimate_older_locks() {
+        // Written with P = 1 (locked 21 days), recorded; maintenance now runs with P = 30.
+        let store = Arc::new(MemoryStorage::locked(Duration::days(21)));
+        record_writer(store.as_ref(), "ledger/", period(1)).await.unwrap();
+        record_writer(store.as_ref(), "ledger/", period(1)).await.unwrap();
+        assert_eq!(store.list("ledger/").await.unwrap().len(), 1, "one marker per period");
+        let v = store.put("repo/a", Bytes::from_static(b"x")).await.unwrap();
+        let report = maintain(&store).await;
+        assert_eq!(report.extended, 1, "{report:?}");
+        let until = store.lock_until("repo/a", &v).await.unwrap().unwrap();
+        assert!(until >= store.now() + Duration::days(49));
     }
 }

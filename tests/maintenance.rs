@@ -1,0 +1,109 @@
+//! Retention maintenance against the real object-locked store.
+
+mod support;
+
+use std::sync::Arc;
+
+use aws_sdk_s3::types::ObjectLockRetentionMode;
+use bytes::Bytes;
+use k10::objectstore::lock::ProtectionPeriod;
+use k10::objectstore::maintenance::{self, record_writer};
+use k10::objectstore::s3::S3Storage;
+use k10::objectstore::storage::{Storage, VersionedStorage};
+use k10::objectstore::{Credentials, Location, ObjectStore};
+use support::s3::{self, Retention};
+
+fn storage(bucket: &str, days: u32) -> Arc<S3Storage> {
+    let env = s3::env();
+    let location = Location {
+        endpoint: Some(env.endpoint.clone()),
+        region: env.region.clone(),
+        bucket: bucket.to_string(),
+        skip_ssl_verify: false,
+    };
+    let credentials = Credentials {
+        access_key_id: env.access_key.clone(),
+        secret_access_key: env.secret_key.clone(),
+    };
+    Arc::new(S3Storage::new(
+        ObjectStore::connect(&location, &credentials).unwrap(),
+        Some(ProtectionPeriod::from_days(days).unwrap()),
+    ))
+}
+
+const REPO: &str = "k10/c/repos/u/";
+const LEDGERS: &str = "k10/c/maintenance/repos/u/";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extends_current_objects_then_skips_and_leaves_deleted_ones() {
+    let env = s3::env();
+    let bucket = s3::unique_bucket("maint");
+    env.create_locked_bucket(&bucket, Some((ObjectLockRetentionMode::Compliance, Retention::Days(60))))
+        .await;
+    // Written by a profile with P = 1 (locks of 21 days)...
+    let old = storage(&bucket, 1);
+    record_writer(old.as_ref(), LEDGERS, ProtectionPeriod::from_days(1).unwrap()).await.unwrap();
+    let mut versions = Vec::new();
+    for i in 0..25 {
+        let key = format!("{REPO}data/{i:02}");
+        versions.push((key.clone(), old.put(&key, Bytes::from(vec![i as u8; 100])).await.unwrap()));
+    }
+    let (gone_key, gone_version) = versions.pop().unwrap();
+    old.delete(&gone_key).await.unwrap();
+    let gone_lock = old.lock_until(&gone_key, &gone_version).await.unwrap();
+
+    // ...maintained under P = 30: every current object must reach now + 40 days.
+    let period = ProtectionPeriod::from_days(30).unwrap();
+    let store = storage(&bucket, 30);
+    let first = maintenance::run(store.clone(), REPO, LEDGERS, period).await.unwrap();
+    println!("first run: {first:?}");
+    assert_eq!((first.extended, first.skipped, first.failed.len()), (24, 0, 0));
+    let needed = chrono::Utc::now() + chrono::Duration::days(40);
+    for (key, version) in &versions {
+        let until = store.lock_until(key, version).await.unwrap().unwrap();
+        assert!(until >= needed, "{key} locked only until {until}");
+    }
+    // The object behind a delete marker kept its lock.
+    assert_eq!(store.lock_until(&gone_key, &gone_version).await.unwrap(), gone_lock);
+
+    // Right after: nothing to extend, and it costs a handful of requests, not one per object.
+    let second = maintenance::run(store.clone(), REPO, LEDGERS, period).await.unwrap();
+    println!("second run: {second:?}");
+    assert_eq!((second.extended, second.skipped, second.failed.len()), (0, 24, 0));
+    assert!(second.requests <= 5, "{second:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_refusal_is_reported_per_object() {
+    let env = s3::env();
+    let bucket = s3::unique_bucket("nolock");
+    env.create_plain_bucket(&bucket).await;
+    // A bucket without object lock: extending a lock is refused by the store.
+    let writer = storage(&bucket, 1);
+    let plain = Arc::new(S3Storage::new(
+        ObjectStore::connect(
+            &Location {
+                endpoint: Some(env.endpoint.clone()),
+                region: env.region.clone(),
+                bucket: bucket.clone(),
+                skip_ssl_verify: false,
+            },
+            &Credentials {
+                access_key_id: env.access_key.clone(),
+                secret_access_key: env.secret_key.clone(),
+            },
+        )
+        .unwrap(),
+        None,
+    ));
+    plain.put(&format!("{REPO}config"), Bytes::from_static(b"x")).await.unwrap();
+    record_writer(plain.as_ref(), LEDGERS, ProtectionPeriod::from_days(1).unwrap()).await.unwrap();
+    let report = maintenance::run(writer, REPO, LEDGERS, ProtectionPeriod::from_days(30).unwrap())
+        .await
+        .unwrap();
+    println!("{report:?}");
+    assert_eq!(report.extended, 0);
+    let failed: Vec<&str> = report.failed.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(failed.contains(&format!("{REPO}config").as_str()), "{failed:?}");
+    assert!(report.failed.iter().all(|(_, why)| why.contains("refused")), "{report:?}");
+}
