@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aws_sdk_s3::types::ObjectLockRetentionMode;
 use bytes::Bytes;
 use k10::objectstore::lock::ProtectionPeriod;
+use k10::objectstore::maintenance::{self, record_writer};
 use k10::objectstore::pit::PointInTime;
 use k10::objectstore::s3::S3Storage;
 use k10::objectstore::storage::{Storage, VersionedStorage};
@@ -43,13 +44,22 @@ async fn turn_back_the_clock_after_a_full_credentials_attack() {
 
     let src = tempfile::tempdir().unwrap();
     tree::mixed(src.path(), 50);
+    let ledgers = "k10/attack-cluster/maintenance/repos/ns-uid/";
+    record_writer(store.as_ref(), ledgers, ProtectionPeriod::from_days(1).unwrap()).await.unwrap();
     let repo = Repo::init(store.clone(), PREFIX, "the-repository-password").await.unwrap();
     let started = std::time::Instant::now();
     let snap = repo.backup_dir(src.path(), &["app=attack".into()]).await.unwrap();
     println!("backed up {} files, {} bytes in {:?}", snap.files, snap.bytes, started.elapsed());
     let t1 = repo.stored_at(&snap.id).await.unwrap();
-    // Store times have one-second resolution: the attack starts in a later second.
+    // Store times have one-second resolution: what follows happens in a later second.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    // Retention maintenance (under a longer period) extends every lock: the view as of T1 must
+    // not lose anything to it (SeaweedFS moves LastModified on lock changes).
+    let report = maintenance::run(store.clone(), PREFIX, ledgers, ProtectionPeriod::from_days(30).unwrap())
+        .await
+        .unwrap();
+    assert!(report.extended >= 5 && report.failed.is_empty(), "{report:?}");
 
     // The attack, with the same full credentials. The tool retires the snapshot...
     repo.forget(&snap.id).await.unwrap();

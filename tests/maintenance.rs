@@ -44,8 +44,8 @@ async fn extends_current_objects_then_skips_and_leaves_deleted_ones() {
     let old = storage(&bucket, 1);
     record_writer(old.as_ref(), LEDGERS, ProtectionPeriod::from_days(1).unwrap()).await.unwrap();
     let mut versions = Vec::new();
-    for i in 0..25 {
-        let key = format!("{REPO}data/{i:02}");
+    for i in 0..1200 {
+        let key = format!("{REPO}data/{i:04}");
         versions.push((key.clone(), old.put(&key, Bytes::from(vec![i as u8; 100])).await.unwrap()));
     }
     let (gone_key, gone_version) = versions.pop().unwrap();
@@ -57,7 +57,7 @@ async fn extends_current_objects_then_skips_and_leaves_deleted_ones() {
     let store = storage(&bucket, 30);
     let first = maintenance::run(store.clone(), REPO, LEDGERS, period).await.unwrap();
     println!("first run: {first:?}");
-    assert_eq!((first.extended, first.skipped, first.failed.len()), (24, 0, 0));
+    assert_eq!((first.extended, first.skipped, first.failed.len()), (1199, 0, 0));
     let needed = chrono::Utc::now() + chrono::Duration::days(40);
     for (key, version) in &versions {
         let until = store.lock_until(key, version).await.unwrap().unwrap();
@@ -69,7 +69,7 @@ async fn extends_current_objects_then_skips_and_leaves_deleted_ones() {
     // Right after: nothing to extend, and it costs a handful of requests, not one per object.
     let second = maintenance::run(store.clone(), REPO, LEDGERS, period).await.unwrap();
     println!("second run: {second:?}");
-    assert_eq!((second.extended, second.skipped, second.failed.len()), (0, 24, 0));
+    assert_eq!((second.extended, second.skipped, second.failed.len()), (0, 1199, 0));
     assert!(second.requests <= 5, "{second:?}");
 }
 

@@ -3,6 +3,8 @@
 //! checksum, as Object Lock requires; the bucket's default retention is not relied upon.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::{ByteStream, DateTime as S3Time};
@@ -19,11 +21,26 @@ pub struct S3Storage {
     store: ObjectStore,
     /// Set for an immutable profile: every write is locked for P + 20 days.
     protection: Option<ProtectionPeriod>,
+    /// Requests sent, for benchmarks and reports.
+    requests: Arc<AtomicU64>,
 }
 
 impl S3Storage {
     pub fn new(store: ObjectStore, protection: Option<ProtectionPeriod>) -> S3Storage {
-        S3Storage { store, protection }
+        S3Storage {
+            store,
+            protection,
+            requests: Arc::default(),
+        }
+    }
+
+    /// How many requests this storage (and its clones) has sent.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn protection(&self) -> Option<ProtectionPeriod> {
@@ -72,6 +89,7 @@ impl S3Storage {
                 return Ok(Bytes::new());
             }
         }
+        self.count();
         let mut req = self.store.client.get_object().bucket(self.bucket()).key(key);
         if let Some(v) = version_id {
             req = req.version_id(v);
@@ -106,6 +124,26 @@ fn to_time(t: Option<&S3Time>) -> Time {
         .unwrap_or_default()
 }
 
+/// The store's time of a version's write.
+///
+/// Normally its `LastModified`. SeaweedFS (4.48) moves a version's `LastModified` to the time of
+/// any later `PutObjectRetention` — so every lock extension would hide the version from
+/// point-in-time views before it — but its version ids are assigned by the store and start with 16
+/// hex digits holding `i64::MAX − creation time in nanoseconds`. Where an id decodes to a time no
+/// later than `LastModified` (within a second: `LastModified` is truncated to seconds), that time is
+/// the write's; ids of other stores (AWS's are not 32 hex digits) leave `LastModified` as it is.
+fn written_at(version_id: &str, last_modified: Time) -> Time {
+    let decoded = (version_id.len() == 32 && version_id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(&version_id[..16], 16).ok())
+        .flatten()
+        .and_then(|inverted| i64::MAX.checked_sub(i64::try_from(inverted).ok()?))
+        .map(chrono::DateTime::from_timestamp_nanos);
+    match decoded {
+        Some(t) if t <= last_modified + chrono::Duration::seconds(1) && t > last_modified - chrono::Duration::days(3650) => t,
+        _ => last_modified,
+    }
+}
+
 fn to_s3_time(t: Time) -> S3Time {
     S3Time::from_secs(t.timestamp())
 }
@@ -120,6 +158,7 @@ impl Storage for S3Storage {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
+            self.count();
             let page = self
                 .store
                 .client
@@ -148,6 +187,7 @@ impl Storage for S3Storage {
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectInfo> {
+        self.count();
         let out = self
             .store
             .client
@@ -157,11 +197,12 @@ impl Storage for S3Storage {
             .send()
             .await
             .map_err(|e| self.error("stat", key, e))?;
+        let version_id = out.version_id().unwrap_or_default().to_string();
         Ok(ObjectInfo {
             key: key.to_string(),
             size: out.content_length().unwrap_or(0) as u64,
-            version_id: out.version_id().unwrap_or_default().to_string(),
-            last_modified: to_time(out.last_modified()),
+            last_modified: written_at(&version_id, to_time(out.last_modified())),
+            version_id,
         })
     }
 
@@ -170,6 +211,7 @@ impl Storage for S3Storage {
     }
 
     async fn put(&self, key: &str, data: Bytes) -> Result<String> {
+        self.count();
         let mut req = self
             .store
             .client
@@ -189,6 +231,7 @@ impl Storage for S3Storage {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        self.count();
         self.store
             .client
             .delete_object()
@@ -207,6 +250,7 @@ impl VersionedStorage for S3Storage {
         let mut out = Vec::new();
         let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
         loop {
+            self.count();
             let page = self
                 .store
                 .client
@@ -226,7 +270,7 @@ impl VersionedStorage for S3Storage {
                     Version {
                         key: v.key().unwrap_or_default().to_string(),
                         version_id: v.version_id().unwrap_or_default().to_string(),
-                        last_modified: to_time(v.last_modified()),
+                        last_modified: written_at(v.version_id().unwrap_or_default(), to_time(v.last_modified())),
                         size: v.size().unwrap_or(0) as u64,
                         delete_marker: false,
                     },
@@ -238,7 +282,7 @@ impl VersionedStorage for S3Storage {
                     Version {
                         key: m.key().unwrap_or_default().to_string(),
                         version_id: m.version_id().unwrap_or_default().to_string(),
-                        last_modified: to_time(m.last_modified()),
+                        last_modified: written_at(m.version_id().unwrap_or_default(), to_time(m.last_modified())),
                         size: 0,
                         delete_marker: true,
                     },
@@ -256,6 +300,8 @@ impl VersionedStorage for S3Storage {
             }
         }
         // Keys ascending; within a key newest first (the latest flag breaks ties of equal times).
+        // The store lists each key's versions newest first, but the SDK splits versions from
+        // delete markers, so the order is rebuilt from the write times.
         out.sort_by(|(a_latest, a), (b_latest, b)| {
             a.key
                 .cmp(&b.key)
@@ -270,6 +316,7 @@ impl VersionedStorage for S3Storage {
     }
 
     async fn lock_until(&self, key: &str, version_id: &str) -> Result<Option<Time>> {
+        self.count();
         let out = self
             .store
             .client
@@ -304,6 +351,7 @@ impl VersionedStorage for S3Storage {
                 });
             }
         }
+        self.count();
         self.store
             .client
             .put_object_retention()
@@ -320,5 +368,22 @@ impl VersionedStorage for S3Storage {
             .await
             .map_err(|e| self.error("extend the lock of", key, e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::written_at;
+
+    #[test]
+    fn seaweedfs_version_ids_carry_the_write_time() {
+        let lm = chrono::DateTime::parse_from_rfc3339("2026-11-30T04:17:16Z").unwrap().to_utc();
+        // Written at 04:17:14.736808, its lock extended at 04:17:16.
+        let t = written_at("671348636041cee023a418d0cd3c96dc", lm);
+        assert_eq!(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "2026-11-30T04:17:14.736808Z");
+        // Ids of other stores, or that decode to a time after LastModified, leave it alone.
+        assert_eq!(written_at("3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo", lm), lm);
+        assert_eq!(written_at("null", lm), lm);
+        assert_eq!(written_at("00000000000000000000000000000000", lm), lm);
     }
 }

@@ -163,13 +163,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Maps an engine error, keeping our storage errors and the wrong-password case apart.
-fn engine(op: &'static str, location: &str, err: Box<RusticError>) -> RepoError {
+fn engine(op: &'static str, location: &str, err: impl AsRef<RusticError>) -> RepoError {
+    let err = err.as_ref();
     if err.is_incorrect_password() {
         return RepoError::WrongPassword {
             location: location.to_string(),
         };
     }
-    let mut source = std::error::Error::source(&*err);
+    let mut source = std::error::Error::source(err);
     while let Some(s) = source {
         if let Some(StorageError::ReadOnly { op, key, store }) = s.downcast_ref::<StorageError>() {
             return RepoError::Storage(StorageError::ReadOnly {

@@ -45,7 +45,7 @@ pub fn mixed(root: &Path, mib: usize) {
         let size = sizes[(i as usize) % sizes.len()].min(budget - written).max(1);
         let dir = root.join(format!("mixed/d{}", i % 7));
         std::fs::create_dir_all(&dir).unwrap();
-        let data = if i % 5 == 0 { "compressible ".repeat(size / 13 + 1).into_bytes()[..size].to_vec() } else { noise(i + 11, size) };
+        let data = if i.is_multiple_of(5) { "compressible ".repeat(size / 13 + 1).into_bytes()[..size].to_vec() } else { noise(i + 11, size) };
         std::fs::write(dir.join(format!("f{i}.bin")), data).unwrap();
         written += size;
         i += 1;

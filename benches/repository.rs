@@ -1,0 +1,170 @@
+//! Repository benchmark against the peer, on the same data and the same SeaweedFS, in one run:
+//!
+//! - first backup and no-change re-backup throughput: k10 (rustic_core on object-locked S3) vs
+//!   restic 0.14 backing up to S3 on the same server;
+//! - opening a point-in-time view over 10,000 objects with 3 versions each (time, requests);
+//! - a maintenance pass over the same objects (requests per object), when every lock needs
+//!   extending and in the steady state.
+//!
+//! Run: `tests/s3env.sh start && cargo bench --bench repository` (K10_BENCH_MIB sets the data size).
+//! It prints figures; it asserts nothing about speed.
+
+#[path = "../tests/support/s3.rs"]
+#[allow(dead_code)]
+mod s3;
+#[path = "../tests/support/tree.rs"]
+#[allow(dead_code)]
+mod tree;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::ObjectLockRetentionMode;
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use k10::objectstore::lock::ProtectionPeriod;
+use k10::objectstore::maintenance::{self, record_writer};
+use k10::objectstore::pit::PointInTime;
+use k10::objectstore::s3::S3Storage;
+use k10::objectstore::storage::Storage;
+use k10::objectstore::{Credentials, Location, ObjectStore};
+use k10::repo::Repo;
+
+fn storage(bucket: &str, days: Option<u32>) -> Arc<S3Storage> {
+    let env = s3::env();
+    let location = Location {
+        endpoint: Some(env.endpoint.clone()),
+        region: env.region.clone(),
+        bucket: bucket.to_string(),
+        skip_ssl_verify: false,
+    };
+    let credentials = Credentials {
+        access_key_id: env.access_key.clone(),
+        secret_access_key: env.secret_key.clone(),
+    };
+    Arc::new(S3Storage::new(
+        ObjectStore::connect(&location, &credentials).unwrap(),
+        days.map(|d| ProtectionPeriod::from_days(d).unwrap()),
+    ))
+}
+
+fn mib_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64()
+}
+
+fn restic(repo: &str, args: &[&str]) -> Duration {
+    let env = s3::env();
+    let start = Instant::now();
+    let out = Command::new("restic")
+        .args(["--no-cache", "-q", "-r", repo])
+        .args(args)
+        .env("RESTIC_PASSWORD", "bench")
+        .env("AWS_ACCESS_KEY_ID", &env.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &env.secret_key)
+        .output()
+        .expect("restic is installed (tests/setup.sh)");
+    assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    start.elapsed()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let env = s3::env();
+    let mib: usize = std::env::var("K10_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let data = tempfile::tempdir().unwrap();
+    tree::mixed(data.path(), mib);
+    let total: u64 = tree::read(data.path())
+        .values()
+        .map(|e| match e {
+            tree::Entry::File { content, .. } => content.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    println!("data: {} MiB in mixed file sizes; SeaweedFS at {}", total / (1 << 20), env.endpoint);
+
+    // k10: an object-locked bucket, every write carrying its own COMPLIANCE lock.
+    let locked = s3::unique_bucket("bench-k10");
+    env.create_locked_bucket(&locked, Some((ObjectLockRetentionMode::Compliance, s3::Retention::Days(21))))
+        .await;
+    let store = storage(&locked, Some(1));
+    let repo = Repo::init(store.clone(), "k10/bench/repos/app/", "bench").await.unwrap();
+    let start = Instant::now();
+    repo.backup_dir(data.path(), &[]).await.unwrap();
+    let k10_first = start.elapsed();
+    let start = Instant::now();
+    repo.backup_dir(data.path(), &[]).await.unwrap();
+    let k10_again = start.elapsed();
+
+    // restic: a plain bucket on the same server (restic's lock files must be deletable).
+    let plain = s3::unique_bucket("bench-restic");
+    env.create_plain_bucket(&plain).await;
+    let restic_repo = format!("s3:{}/{plain}/restic", env.endpoint);
+    restic(&restic_repo, &["init"]);
+    let path = data.path().to_str().unwrap();
+    let restic_first = restic(&restic_repo, &["backup", path]);
+    let restic_again = restic(&restic_repo, &["backup", path]);
+
+    println!();
+    println!("{:<28} {:>10} {:>12} {:>10}", "backup", "k10", "restic 0.14", "k10/restic");
+    for (name, k, r) in [("first (MiB/s)", k10_first, restic_first), ("no change (MiB/s)", k10_again, restic_again)] {
+        let (kt, rt) = (mib_per_s(total, k), mib_per_s(total, r));
+        println!("{name:<28} {kt:>10.1} {rt:>12.1} {:>10.2}", kt / rt);
+    }
+    println!(
+        "{:<28} {:>10.2} {:>12.2}",
+        "seconds (first, no change)",
+        k10_first.as_secs_f64(),
+        restic_first.as_secs_f64()
+    );
+    println!("{:<28} {:>10.2} {:>12.2}", "", k10_again.as_secs_f64(), restic_again.as_secs_f64());
+
+    // 10,000 objects with 3 versions each, written with P = 1 (21-day locks).
+    const KEYS: usize = 10_000;
+    let prefix = "k10/bench/repos/versions/";
+    let ledgers = "k10/bench/maintenance/repos/versions/";
+    let writer = storage(&locked, Some(1));
+    record_writer(writer.as_ref(), ledgers, ProtectionPeriod::from_days(1).unwrap()).await.unwrap();
+    let start = Instant::now();
+    for round in 0..3 {
+        stream::iter(0..KEYS)
+            .map(|i| {
+                let writer = writer.clone();
+                async move { writer.put(&format!("{prefix}{i:05}"), Bytes::from(format!("{i}-{round}"))).await }
+            })
+            .buffer_unordered(64)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
+    }
+    println!();
+    println!("wrote {} versions in {:.1} s", KEYS * 3, start.elapsed().as_secs_f64());
+
+    let reader = storage(&locked, None);
+    let start = Instant::now();
+    let view = PointInTime::new(reader.clone(), prefix, chrono::Utc::now()).await.unwrap();
+    let open = start.elapsed();
+    let seen = view.list(prefix).await.unwrap().len();
+    println!(
+        "point-in-time view over {KEYS} objects x 3 versions: {:.2} s, {} requests ({seen} objects current)",
+        open.as_secs_f64(),
+        reader.requests()
+    );
+
+    let maintainer = storage(&locked, Some(30));
+    let period = ProtectionPeriod::from_days(30).unwrap();
+    for pass in ["every lock short (P raised 1 -> 30)", "steady state, right after"] {
+        let before = maintainer.requests();
+        let start = Instant::now();
+        let report = maintenance::run(maintainer.clone(), prefix, ledgers, period).await.unwrap();
+        let requests = maintainer.requests() - before;
+        println!(
+            "maintenance, {pass}: {:.2} s, extended {}, skipped {}, failed {}, {requests} requests = {:.3} per object",
+            start.elapsed().as_secs_f64(),
+            report.extended,
+            report.skipped,
+            report.failed.len(),
+            requests as f64 / KEYS as f64
+        );
+    }
+}
