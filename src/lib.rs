@@ -3,9 +3,13 @@
 //! Modules, one per concern:
 //! - [`cli`]: the command line (`kubectl k10 …`) and its output;
 //! - [`api`]: the K10-compatible custom resources (Profile, …);
-//! - [`k8s`]: access to the Kubernetes API (kubeconfig, contexts, errors).
+//! - [`k8s`]: access to the Kubernetes API (kubeconfig, contexts, errors);
+//! - [`catalog`]: the cluster ID, profiles and their credentials as stored in Kubernetes;
+//! - [`objectstore`]: every S3 call, the lock rules, storage implementations, retention maintenance;
+//! - [`repo`]: restic-format repositories (rustic_core) on that storage, writable or as of a time.
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
 pub mod k8s;
 pub mod objectstore;

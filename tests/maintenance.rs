@@ -107,3 +107,80 @@ async fn a_store_refusal_is_reported_per_object() {
     assert!(failed.contains(&format!("{REPO}config").as_str()), "{failed:?}");
     assert!(report.failed.iter().all(|(_, why)| why.contains("refused")), "{report:?}");
 }
+
+/// `kubectl k10 maintenance run` over the repositories of the immutable profiles.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_maintenance_command() {
+    use support::apiserver::{ApiServer, ApiServerOptions, DEFAULT_NAMESPACE_UID};
+    use support::cli::K10;
+
+    let env = s3::env();
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::start_in_background(ApiServerOptions {
+        volumes_root: dir.path().join("volumes"),
+        ..Default::default()
+    });
+    let k10 = K10::new(server.kubeconfig_path())
+        .with_env("AWS_ACCESS_KEY_ID", &env.access_key)
+        .with_env("AWS_SECRET_ACCESS_KEY", &env.secret_key);
+    k10.run(&["install"]).ok();
+    let bucket = s3::unique_bucket("maintcli");
+    env.create_locked_bucket(&bucket, Some((ObjectLockRetentionMode::Compliance, Retention::Days(60))))
+        .await;
+    k10.run(&["profile", "create", "locked", "--bucket", &bucket, "--endpoint", &env.endpoint, "--immutable", "--protection-period", "30d"])
+        .ok();
+    // Nothing to maintain yet.
+    let out = k10.run(&["maintenance", "run"]).ok().stdout;
+    assert!(out.contains("No repositories of cluster"), "{out}");
+
+    // A repository of this cluster written with 21-day locks (P = 1).
+    let repo = format!("k10/{DEFAULT_NAMESPACE_UID}/repos/app-uid/");
+    let ledgers = format!("k10/{DEFAULT_NAMESPACE_UID}/maintenance/repos/app-uid/");
+    let writer = storage(&bucket, 1);
+    record_writer(writer.as_ref(), &ledgers, ProtectionPeriod::from_days(1).unwrap()).await.unwrap();
+    for key in ["config", "keys/k1", "data/ab/pack1", "snapshots/s1"] {
+        writer.put(&format!("{repo}{key}"), Bytes::from_static(b"x")).await.unwrap();
+    }
+    let first = k10.run(&["maintenance", "run", "--profile", "locked"]).ok().stdout;
+    println!("{first}");
+    let row = first.lines().find(|l| l.contains(&repo)).expect("a row per repository");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[2..5], ["4", "0", "0"], "extended, skipped, failed: {row}");
+    let second = k10.run(&["maintenance", "run"]).ok().stdout;
+    let row = second.lines().find(|l| l.contains(&repo)).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[2..5], ["0", "4", "0"], "{row}");
+
+    // A plain profile has nothing to maintain; a profile on a bucket that lost its lock fails.
+    k10.run(&["profile", "create", "plain", "--bucket", &bucket, "--endpoint", &env.endpoint]).ok();
+    k10.run(&["maintenance", "run", "--profile", "plain"]).fails_with(&["profile \"plain\" is not immutable"]);
+    let unlocked = s3::unique_bucket("unlocked");
+    env.create_plain_bucket(&unlocked).await;
+    // A bucket without object lock (a locked writer could not even write there).
+    env.client()
+        .put_object()
+        .bucket(&unlocked)
+        .key(format!("{repo}config"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let manifest = format!(
+        "apiVersion: config.kio.kasten.io/v1alpha1\nkind: Profile\nmetadata: {{name: broken, namespace: kasten-io}}\n\
+         spec:\n  type: Location\n  locationSpec:\n    type: ObjectStore\n    objectStore: {{objectStoreType: S3, name: {unlocked}, region: us-east-1, endpoint: '{}', protectionPeriod: 720h}}\n\
+         \x20   credential:\n      secretType: AwsAccessKey\n      secret: {{apiVersion: v1, kind: Secret, name: k10-profile-locked-credentials, namespace: kasten-io}}\n",
+        env.endpoint
+    );
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    let applied = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig_path())
+        .args(["apply", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    k10.run(&["maintenance", "run", "--profile", "broken"])
+        .fails_with(&[&format!("failed: {repo}config"), "could not extend the lock of"]);
+}

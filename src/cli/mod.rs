@@ -5,6 +5,7 @@
 //! usage errors exit with 2 (clap's convention).
 
 pub mod install;
+pub mod maintenance;
 pub mod output;
 pub mod profile;
 
@@ -56,6 +57,9 @@ pub enum Command {
     /// Location profiles: where backups go, validated for Object Lock immutability.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
+    /// Retention maintenance: keep the locks of current backup data extended.
+    #[command(subcommand)]
+    Maintenance(maintenance::MaintenanceCommand),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -76,6 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Install(args) => install::run(&cli.global, args).await,
         Command::Profile(cmd) => profile::run(&cli.global, cmd).await,
+        Command::Maintenance(cmd) => maintenance::run(&cli.global, cmd).await,
     }
 }
 

@@ -14,7 +14,8 @@ use crate::api::{
     CredentialSpec, LocationSpec, ObjectReference, ObjectStoreSpec, Profile, ProfileSpec, ProfileStatus,
     ValidationCheck, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SECRET_TYPE, K10_NAMESPACE,
 };
-use crate::k8s::{Cluster, K8sError};
+use crate::catalog::{self, profiles};
+use crate::k8s::Cluster;
 use crate::objectstore::lock::ProtectionPeriod;
 use crate::objectstore::validate::{self, Outcome, Report, Scope};
 use crate::objectstore::{Credentials, Location, ObjectStore};
@@ -170,9 +171,9 @@ fn print_report(location: &Location, report: &Report) {
 
 async fn validate_saved(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
     let api = profiles(cluster);
-    let profile = get_profile(cluster, &api, name).await?;
-    let credentials = profile_credentials(cluster, &profile).await?;
-    let location = location_of(&profile);
+    let profile = catalog::get_profile(cluster, name).await?;
+    let credentials = catalog::profile_credentials(cluster, &profile).await?;
+    let location = catalog::location_of(&profile);
     let scope = if profile.object_store().protection_period.is_some() {
         Scope::Immutability
     } else {
@@ -180,7 +181,7 @@ async fn validate_saved(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
     };
     let report = check_bucket(&location, &credentials, scope).await?;
     print_report(&location, &report);
-    let period_problem = period_of(&profile)?
+    let period_problem = catalog::period_of(&profile)?
         .zip(report.retention_days)
         .and_then(|(period, days)| period.check_against(days).err());
     if let Some(problem) = &period_problem {
@@ -210,7 +211,7 @@ async fn create(
             cluster.namespace
         ),
         Ok(None) => {}
-        Err(e) => return Err(not_installed(cluster.err(e, "read profiles"))),
+        Err(e) => return Err(catalog::not_installed(cluster.err(e, "read profiles"), "Profile").into()),
     }
     let credentials = credentials(cluster, credentials_secret).await?;
     let scope = if period.is_some() {
@@ -329,7 +330,7 @@ async fn list(cluster: &Cluster, format: Format) -> anyhow::Result<()> {
     let mut items = api
         .list(&ListParams::default())
         .await
-        .map_err(|e| not_installed(cluster.err(e, "list profiles")))?
+        .map_err(|e| catalog::not_installed(cluster.err(e, "list profiles"), "Profile"))?
         .items;
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     if output::print_structured(format, &output::list_of(&items))? {
@@ -345,7 +346,7 @@ async fn list(cluster: &Cluster, format: Format) -> anyhow::Result<()> {
                 region: os.region.clone(),
                 endpoint: os.endpoint.clone().unwrap_or_else(|| "-".into()),
                 immutability: if os.protection_period.is_some() { "enabled" } else { "disabled" }.into(),
-                period: period_of(p)?.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                period: catalog::period_of(p)?.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 validation: validation_of(p),
             })
         })
@@ -355,8 +356,7 @@ async fn list(cluster: &Cluster, format: Format) -> anyhow::Result<()> {
 }
 
 async fn get(cluster: &Cluster, name: &str, format: Format) -> anyhow::Result<()> {
-    let api = profiles(cluster);
-    let profile = get_profile(cluster, &api, name).await?;
+    let profile = catalog::get_profile(cluster, name).await?;
     if output::print_structured(format, &profile)? {
         return Ok(());
     }
@@ -372,7 +372,7 @@ async fn get(cluster: &Cluster, name: &str, format: Format) -> anyhow::Result<()
         ("Skip SSL Verify", os.skip_ssl_verify.to_string()),
         ("Credentials", format!("Secret {}/{} ({})", cred.secret.namespace, cred.secret.name, cred.secret_type)),
     ];
-    match period_of(&profile)? {
+    match catalog::period_of(&profile)? {
         Some(period) => {
             fields.push(("Object Immutability", "enabled".into()));
             fields.push(("Protection Period", period.to_string()));
@@ -391,7 +391,7 @@ async fn get(cluster: &Cluster, name: &str, format: Format) -> anyhow::Result<()
 
 async fn delete(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
     let api = profiles(cluster);
-    let profile = get_profile(cluster, &api, name).await?;
+    let profile = catalog::get_profile(cluster, name).await?;
     api.delete(name, &DeleteParams::default())
         .await
         .map_err(|e| cluster.err(e, format!("delete profile {name:?}")))?;
@@ -407,53 +407,8 @@ async fn delete(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn profiles(cluster: &Cluster) -> Api<Profile> {
-    Api::namespaced(cluster.client.clone(), &cluster.namespace)
-}
-
 fn secrets(cluster: &Cluster) -> Api<Secret> {
     Api::namespaced(cluster.client.clone(), &cluster.namespace)
-}
-
-async fn get_profile(cluster: &Cluster, api: &Api<Profile>, name: &str) -> anyhow::Result<Profile> {
-    match api.get_opt(name).await {
-        Ok(Some(p)) => Ok(p),
-        Ok(None) => bail!(
-            "profile {name:?} not found in namespace {}; list profiles with `kubectl k10 profile list`",
-            cluster.namespace
-        ),
-        Err(e) => Err(not_installed(cluster.err(e, format!("read profile {name:?}")))),
-    }
-}
-
-/// A 404 on the resource itself means the CRD is missing.
-fn not_installed(err: K8sError) -> anyhow::Error {
-    if err.is_not_found() {
-        anyhow::anyhow!("the Profile resource is not installed in this cluster; run `kubectl k10 install` first")
-    } else {
-        err.into()
-    }
-}
-
-fn location_of(profile: &Profile) -> Location {
-    let os = profile.object_store();
-    Location {
-        endpoint: os.endpoint.clone(),
-        region: os.region.clone(),
-        bucket: os.name.clone(),
-        skip_ssl_verify: os.skip_ssl_verify,
-    }
-}
-
-/// The protection period of an immutable profile.
-pub fn period_of(profile: &Profile) -> anyhow::Result<Option<ProtectionPeriod>> {
-    profile
-        .object_store()
-        .protection_period
-        .as_deref()
-        .map(ProtectionPeriod::parse)
-        .transpose()
-        .with_context(|| format!("profile {:?} has an invalid protectionPeriod", profile.metadata.name.as_deref().unwrap_or("")))
 }
 
 fn validation_of(profile: &Profile) -> String {
@@ -467,7 +422,7 @@ fn validation_of(profile: &Profile) -> String {
 /// Credentials from a named Secret, or else from the environment.
 async fn credentials(cluster: &Cluster, secret: Option<&str>) -> anyhow::Result<Credentials> {
     match secret {
-        Some(name) => read_secret(cluster, &cluster.namespace, name).await,
+        Some(name) => Ok(catalog::read_credentials(cluster, &cluster.namespace, name).await?),
         None => env_credentials(),
     }
 }
@@ -483,33 +438,6 @@ fn env_credentials() -> anyhow::Result<Credentials> {
              {AWS_SECRET_ACCESS_KEY}) or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
         ),
     }
-}
-
-/// The credentials a saved profile references.
-pub async fn profile_credentials(cluster: &Cluster, profile: &Profile) -> anyhow::Result<Credentials> {
-    let secret = &profile.spec.location_spec.credential.secret;
-    read_secret(cluster, &secret.namespace, &secret.name).await
-}
-
-async fn read_secret(cluster: &Cluster, namespace: &str, name: &str) -> anyhow::Result<Credentials> {
-    let api: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
-    let secret = match api.get_opt(name).await {
-        Ok(Some(s)) => s,
-        Ok(None) => bail!("credentials Secret {namespace}/{name} not found; create it with keys {AWS_ACCESS_KEY_ID} and {AWS_SECRET_ACCESS_KEY}"),
-        Err(e) => return Err(cluster.err(e, format!("read Secret {namespace}/{name}")).into()),
-    };
-    let value = |key: &str| -> anyhow::Result<String> {
-        let from_data = secret.data.as_ref().and_then(|d| d.get(key)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
-        let from_string = secret.string_data.as_ref().and_then(|d| d.get(key)).cloned();
-        match from_data.or(from_string) {
-            Some(v) if !v.is_empty() => Ok(v),
-            _ => bail!("credentials Secret {namespace}/{name} has no key {key:?}"),
-        }
-    };
-    Ok(Credentials {
-        access_key_id: value(AWS_ACCESS_KEY_ID)?,
-        secret_access_key: value(AWS_SECRET_ACCESS_KEY)?,
-    })
 }
 
 async fn create_secret(cluster: &Cluster, name: &str, credentials: &Credentials) -> anyhow::Result<()> {

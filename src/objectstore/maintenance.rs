@@ -8,7 +8,8 @@
 //! object that needs extending, and one ledger write. No HEAD per object to decide what to skip: the
 //! lower bound of each object's lock is known from
 //! - its write: the product locks every write until write time + P + 20 days, and the store's
-//!   `LastModified` is that write time; the smallest P any writer or ledger recorded is used
+//!   `LastModified` is that write time; the smallest P any writer or ledger recorded is used (with
+//!   no record at all, nothing is assumed and every object is checked);
 //!   (every writer records its P with [`record_writer`] before writing, so a period raised later
 //!   never over-estimates older locks);
 //! - the newest ledger: each run records (as a locked object under the ledger prefix) the smallest
@@ -82,12 +83,12 @@ pub async fn run_at(
     let objects = current_at(&versions, now + Duration::days(3650));
     let needed = now + Duration::days(i64::from(period.days()) + EXTEND_WITHIN_DAYS);
     let target = now + Duration::days(i64::from(period.lock_days()));
-    let from_write = Duration::days(i64::from(min_days + LOCK_MARGIN_DAYS));
+    let from_write = min_days.map(|d| Duration::days(i64::from(d + LOCK_MARGIN_DAYS)));
 
     let mut todo = Vec::new();
     let mut covered_min = target;
     for o in &objects {
-        let mut bound = o.last_modified + from_write;
+        let mut bound = o.last_modified + from_write.unwrap_or_default();
         if let Some(l) = &ledger {
             if o.last_modified <= l.covered_through && !l.failed.contains(&o.key) {
                 bound = bound.max(l.until);
@@ -116,6 +117,8 @@ pub async fn run_at(
         report.requests += 2;
         match result {
             Ok(()) => report.extended += 1,
+            // Its lock already ends later than we would set it: nothing to do.
+            Err(StorageError::WouldShorten { .. }) => report.skipped += 1,
             Err(e) => report.failed.push((key, e.to_string())),
         }
     }
@@ -151,20 +154,23 @@ pub async fn record_writer(store: &dyn VersionedStorage, ledger_prefix: &str, pe
 }
 
 /// The newest readable ledger (its claim capped at its write time + P + 20 days) and the smallest
-/// protection period any ledger recorded in its key. Reads one ledger, not all.
+/// protection period any writer or ledger recorded in its key (none: nothing is known about how
+/// writes were locked). Reads one ledger, not all.
 async fn newest_ledger(
     store: &dyn VersionedStorage,
     ledger_prefix: &str,
     period: ProtectionPeriod,
     report: &mut Report,
-) -> Result<(Option<Ledger>, u32)> {
+) -> Result<(Option<Ledger>, Option<u32>)> {
     let mut ledgers = store.list(ledger_prefix).await?;
     report.requests += ledgers.len() / 1000 + 1;
     ledgers.sort_by_key(|o| o.last_modified);
+    // Without any record of a writer's period, nothing is assumed about how writes were locked.
     let min_days = ledgers
         .iter()
         .filter_map(|o| ledger_days(&o.key))
-        .fold(period.days(), u32::min);
+        .min()
+        .map(|recorded| recorded.min(period.days()));
     for info in ledgers.iter().rev().filter(|o| !o.key[ledger_prefix.len()..].starts_with("writer-")) {
         report.requests += 1;
         let parsed = store
@@ -205,6 +211,7 @@ mod tests {
     /// P = 30: the product locks writes for 50 days.
     async fn store_with(keys: &[&str]) -> (Arc<MemoryStorage>, Vec<String>) {
         let store = Arc::new(MemoryStorage::locked(Duration::days(50)));
+        record_writer(store.as_ref(), "ledger/", period(30)).await.unwrap();
         let mut versions = Vec::new();
         for k in keys {
             versions.push(store.put(k, Bytes::from_static(b"x")).await.unwrap());
@@ -259,13 +266,17 @@ mod tests {
         let v = store.put("repo/long", Bytes::from_static(b"x")).await.unwrap();
         let before = store.lock_until("repo/long", &v).await.unwrap();
         store.advance_clock(Duration::days(15));
-        maintain(&Arc::clone(&store)).await;
+        // No writer record: the lock is read, found longer than needed, and left alone.
+        let report = maintain(&Arc::clone(&store)).await;
+        assert_eq!((report.extended, report.skipped, report.failed.len()), (0, 1, 0), "{report:?}");
         assert_eq!(store.lock_until("repo/long", &v).await.unwrap(), before);
     }
 
     #[tokio::test]
     async fn a_forged_ledger_cannot_promise_more_than_an_honest_run() {
         let (store, _) = store_with(&["repo/a"]).await;
+        // Forged claims: an unbounded lock, and a huge writer period.
+        store.put("ledger/writer-p9999.json", Bytes::from_static(b"{}")).await.unwrap();
         let forged = serde_json::json!({
             "until": "2999-01-01T00:00:00Z", "coveredThrough": "2999-01-01T00:00:00Z",
             "protectionDays": 30, "failed": []
