@@ -28,7 +28,7 @@ running() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
 # Waits until an HTTP server answers on the port with the given status; fails if its process died.
 wait_http() {
   local port=$1 want=$2 pid=$3 i
-  for i in $(seq 1 120); do
+  for i in $(seq 1 240); do
     kill -0 "$pid" 2>/dev/null || return 1
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" || true)" = "$want" ] && return 0
     sleep 0.5
@@ -49,16 +49,27 @@ install() {
   echo "$want" > "$marker"
 }
 
-# Prints N distinct free TCP ports on 127.0.0.1.
+# Prints N distinct TCP ports on 127.0.0.1 that are free, and whose +10000 (where weed opens its
+# gRPC ports) is free too; drawn from 15000-44999 so that +10000 stays below the ephemeral range.
 free_ports() {
   python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
+import random, socket, sys
+def free(port):
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+chosen = []
+while len(chosen) < int(sys.argv[1]):
+    p = random.randrange(15000, 45000)
+    taken = {q for c in chosen for q in (c, c + 10000)}
+    if p not in taken and p + 10000 not in taken and free(p) and free(p + 10000):
+        chosen.append(p)
+print(" ".join(map(str, chosen)))
 PY
 }
 
@@ -80,23 +91,22 @@ start() {
 {"identities": [{"name": "k10-tests", "credentials": [{"accessKey": "$access", "secretKey": "$secret"}],
   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 JSON
-  # weed mini also opens a gRPC port at each HTTP port + 10000; retry with other ports if any is taken.
+  # weed mini also opens a gRPC port at each HTTP port + 10000; retry with other ports if a race
+  # took one of them.
   local attempt master volume filer s3 admin moto iceberg lance
   for attempt in 1 2 3 4 5; do
     read -r master volume filer s3 admin moto iceberg lance <<<"$(free_ports 8)"
-    local high=0 p
-    for p in $master $volume $filer $s3 $admin; do [ "$p" -lt 55000 ] || high=1; done
-    [ $high = 0 ] || continue
     "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -master.port="$master" -volume.port="$volume" -filer.port="$filer" -s3.port="$s3" \
       -admin.port="$admin" -admin.ui=false -webdav=false \
       -s3.port.iceberg="$iceberg" -s3.port.lance="$lance" \
       -s3.config="$dir/identities.json" -s3.allowDeleteBucketNotEmpty=false \
-      >"$dir/log" 2>&1 </dev/null &
+      >"$dir/log" 2>&1 </dev/null 9>&- &
     echo $! > "$dir/pid"
+    echo "s3env: starting SeaweedFS (attempt $attempt, S3 port $s3)" >&2
     # An unauthenticated request answers 403 once the S3 gateway is serving.
     if wait_http "$s3" 403 "$(cat "$dir/pid")"; then
-      "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto" >"$dir/moto.log" 2>&1 </dev/null &
+      "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto" >"$dir/moto.log" 2>&1 </dev/null 9>&- &
       echo $! > "$dir/moto.pid"
       wait_http "$moto" 200 "$(cat "$dir/moto.pid")" || die "moto's S3 server did not start; see $dir/moto.log"
       cat > "$dir/env" <<ENV
