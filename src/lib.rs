@@ -9,7 +9,9 @@
 //! - [`repo`]: restic-format repositories (rustic_core) on that storage, writable or as of a time.
 
 pub mod api;
+pub mod backup;
 pub mod catalog;
+pub mod datamover;
 pub mod cli;
 pub mod k8s;
 pub mod objectstore;

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use aws_sdk_s3::types::ObjectLockRetentionMode;
@@ -15,6 +14,7 @@ use k10::objectstore::s3::S3Storage;
 use k10::objectstore::storage::{Storage, VersionedStorage};
 use k10::objectstore::{Credentials, Location, ObjectStore};
 use k10::repo::{ReadOnly, Repo, RepoError};
+use support::restic;
 use support::s3::{self, Retention};
 use support::tree;
 
@@ -107,31 +107,10 @@ async fn turn_back_the_clock_after_a_full_credentials_attack() {
     // Stock restic, on a copy of the repository as of T1, finds no errors and restores the same tree.
     let copy = tempfile::tempdir().unwrap();
     let pit = PointInTime::new(store.clone(), PREFIX, t1).await.unwrap();
-    for o in pit.list(PREFIX).await.unwrap() {
-        let path = copy.path().join(o.key.strip_prefix(PREFIX).unwrap());
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, pit.get(&o.key, None).await.unwrap()).unwrap();
-    }
-    let restic = |args: &[&str]| {
-        let out = Command::new("restic")
-            .args(["--no-cache", "-r"])
-            .arg(copy.path())
-            .args(args)
-            .env("RESTIC_PASSWORD", "the-repository-password")
-            .output()
-            .expect("restic is installed (tests/setup.sh installs Debian's restic)");
-        assert!(
-            out.status.success(),
-            "restic {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let check = restic(&["check", "--read-data"]);
-    assert!(check.contains("no errors were found"), "{check}");
+    restic::copy_repository(&pit, PREFIX, copy.path()).await;
+    restic::check(copy.path(), "the-repository-password");
     let by_restic = tempfile::tempdir().unwrap();
-    restic(&["restore", &snap.id, "--target", by_restic.path().to_str().unwrap()]);
+    restic::restic(copy.path(), "the-repository-password", &["restore", &snap.id, "--target", by_restic.path().to_str().unwrap()]);
     tree::assert_same(src.path(), by_restic.path());
 
     // Before the first backup there was no repository.

@@ -2,9 +2,13 @@
 //! admission policies keep working. The CRD YAML is generated from these types
 //! (`kubectl k10 install --dry-run -o yaml`).
 
+mod policy;
 mod profile;
+mod restorepoint;
 
+pub use policy::*;
 pub use profile::*;
+pub use restorepoint::*;
 
 /// The namespace holding the product's own objects (profiles, policies, secrets).
 pub const K10_NAMESPACE: &str = "kasten-io";
@@ -12,5 +16,5 @@ pub const K10_NAMESPACE: &str = "kasten-io";
 /// The CustomResourceDefinitions of the catalog.
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![Profile::crd()]
+    vec![Profile::crd(), Policy::crd(), RestorePoint::crd(), RestorePointContent::crd()]
 }

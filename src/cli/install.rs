@@ -1,12 +1,20 @@
-//! `kubectl k10 install`: applies the catalog's CRDs and the `kasten-io` namespace (idempotent).
+//! `kubectl k10 install`: applies the catalog's CRDs, the `kasten-io` namespace, the `k10`
+//! ServiceAccount and its RBAC (idempotent: server-side apply).
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::output::{self, Format};
 use super::GlobalArgs;
 use crate::api::{self, K10_NAMESPACE};
+use crate::k8s::Cluster;
+
+/// The name of the ServiceAccount, ClusterRole and ClusterRoleBinding.
+pub const SERVICE_ACCOUNT: &str = "k10";
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
@@ -18,52 +26,126 @@ pub struct InstallArgs {
     pub format: Format,
 }
 
-/// The objects `install` applies, in order.
-pub fn objects() -> (Namespace, Vec<CustomResourceDefinition>) {
-    let namespace = Namespace {
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    PolicyRule {
+        api_groups: Some(strings(groups)),
+        resources: Some(strings(resources)),
+        verbs: strings(verbs),
+        ..Default::default()
+    }
+}
+
+/// What the product's commands use, and nothing else (listed in the README).
+pub fn cluster_role() -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(SERVICE_ACCOUNT.into()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            // Capturing an application reads every namespaced resource it has.
+            rule(&["*"], &["*"], &["get", "list"]),
+            rule(&[""], &["secrets"], &["create", "delete"]),
+            rule(&[""], &["pods/log"], &["get"]),
+            rule(&["batch"], &["jobs"], &["create", "delete"]),
+            rule(&["batch"], &["cronjobs"], &["create", "patch", "delete"]),
+            rule(&["config.kio.kasten.io"], &["profiles", "policies", "profiles/status", "policies/status"], &["create", "patch", "update", "delete"]),
+            rule(&["apps.kio.kasten.io"], &["restorepoints", "restorepointcontents"], &["create", "delete"]),
+            rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["create", "patch"]),
+            rule(&[""], &["namespaces"], &["create", "patch"]),
+            rule(&[""], &["serviceaccounts"], &["create", "patch"]),
+        ]),
+        ..Default::default()
+    }
+}
+
+/// Everything `install` applies, in order, as JSON documents.
+pub fn objects() -> Vec<serde_json::Value> {
+    let mut all = vec![serde_json::to_value(Namespace {
         metadata: ObjectMeta {
             name: Some(K10_NAMESPACE.into()),
             ..Default::default()
         },
         ..Default::default()
-    };
-    (namespace, api::crds())
+    })];
+    all.extend(api::crds().into_iter().map(serde_json::to_value));
+    all.push(serde_json::to_value(ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(SERVICE_ACCOUNT.into()),
+            namespace: Some(K10_NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
+    all.push(serde_json::to_value(cluster_role()));
+    all.push(serde_json::to_value(ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(SERVICE_ACCOUNT.into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: SERVICE_ACCOUNT.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: SERVICE_ACCOUNT.into(),
+            namespace: Some(K10_NAMESPACE.into()),
+            ..Default::default()
+        }]),
+    }));
+    all.into_iter().map(|v| v.expect("objects serialize")).collect()
 }
 
 pub async fn run(global: &GlobalArgs, args: InstallArgs) -> anyhow::Result<()> {
-    let (namespace, crds) = objects();
+    let all = objects();
     if args.dry_run {
-        let mut all = vec![serde_json::to_value(&namespace)?];
-        for crd in &crds {
-            all.push(serde_json::to_value(crd)?);
-        }
-        if args.format == Format::Yaml {
-            for obj in &all {
-                print!("---\n{}", serde_yaml::to_string(obj)?);
+        match args.format {
+            Format::Yaml => {
+                for obj in &all {
+                    print!("---\n{}", serde_yaml::to_string(obj)?);
+                }
             }
-        } else if !output::print_structured(args.format, &output::list_of(&all))? {
-            for obj in &all {
-                println!("{}/{} (dry run)", obj["kind"].as_str().unwrap_or(""), obj["metadata"]["name"].as_str().unwrap_or(""));
+            Format::Json => {
+                output::print_structured(args.format, &output::list_of(&all))?;
+            }
+            Format::Table => {
+                for obj in &all {
+                    println!("{}/{} (dry run)", obj["kind"].as_str().unwrap_or(""), obj["metadata"]["name"].as_str().unwrap_or(""));
+                }
             }
         }
         return Ok(());
     }
     let cluster = global.cluster().connect().await?;
-    let params = PatchParams::apply("k10").force();
-    let crd_api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-    for crd in &crds {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crd_api
-            .patch(&name, &params, &Patch::Apply(crd))
-            .await
-            .map_err(|e| cluster.err(e, format!("apply CustomResourceDefinition {name}")))?;
-        println!("customresourcedefinition/{name} applied");
+    for obj in all {
+        match obj["kind"].as_str().unwrap_or_default() {
+            "Namespace" => apply::<Namespace>(&cluster, Api::all(cluster.client.clone()), obj).await?,
+            "CustomResourceDefinition" => {
+                apply::<CustomResourceDefinition>(&cluster, Api::all(cluster.client.clone()), obj).await?
+            }
+            "ServiceAccount" => {
+                apply::<ServiceAccount>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?
+            }
+            "ClusterRole" => apply::<ClusterRole>(&cluster, Api::all(cluster.client.clone()), obj).await?,
+            "ClusterRoleBinding" => apply::<ClusterRoleBinding>(&cluster, Api::all(cluster.client.clone()), obj).await?,
+            other => unreachable!("install has no {other}"),
+        }
     }
-    let ns_api: Api<Namespace> = Api::all(cluster.client.clone());
-    ns_api
-        .patch(K10_NAMESPACE, &params, &Patch::Apply(&namespace))
+    Ok(())
+}
+
+async fn apply<K>(cluster: &Cluster, api: Api<K>, obj: serde_json::Value) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let kind = obj["kind"].as_str().unwrap_or_default().to_lowercase();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    api.patch(&name, &PatchParams::apply("k10").force(), &Patch::Apply(&obj))
         .await
-        .map_err(|e| cluster.err(e, format!("apply namespace {K10_NAMESPACE}")))?;
-    println!("namespace/{K10_NAMESPACE} applied");
+        .map_err(|e| cluster.err(e, format!("apply {kind} {name}")))?;
+    println!("{kind}/{name} applied");
     Ok(())
 }

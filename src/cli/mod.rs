@@ -4,10 +4,13 @@
 //! Errors are printed as one line on stderr (`error: what failed: why; what to do`) with exit code 1;
 //! usage errors exit with 2 (clap's convention).
 
+pub mod datamover;
 pub mod install;
 pub mod maintenance;
 pub mod output;
+pub mod policy;
 pub mod profile;
+pub mod restorepoint;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,9 +60,18 @@ pub enum Command {
     /// Location profiles: where backups go, validated for Object Lock immutability.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
+    /// Backup policies: which namespaces, how often, to which profile, how many to keep.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Restore points of applications.
+    #[command(subcommand)]
+    Restorepoint(restorepoint::RestorePointCommand),
     /// Retention maintenance: keep the locks of current backup data extended.
     #[command(subcommand)]
     Maintenance(maintenance::MaintenanceCommand),
+    /// The in-cluster data mover (run by Jobs).
+    #[command(subcommand)]
+    Datamover(datamover::DataMoverCommand),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -81,6 +93,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Install(args) => install::run(&cli.global, args).await,
         Command::Profile(cmd) => profile::run(&cli.global, cmd).await,
         Command::Maintenance(cmd) => maintenance::run(&cli.global, cmd).await,
+        Command::Policy(cmd) => policy::run(&cli.global, cmd).await,
+        Command::Restorepoint(cmd) => restorepoint::run(&cli.global, cmd).await,
+        Command::Datamover(cmd) => datamover::run(cmd).await,
     }
 }
 

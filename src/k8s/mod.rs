@@ -1,6 +1,8 @@
 //! Kubernetes access: builds a client from kubectl's settings (`--kubeconfig`, `KUBECONFIG`,
 //! `--context`, `-n`) and turns client failures into errors that say what to do.
 
+pub mod jobs;
+
 use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};

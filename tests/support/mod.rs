@@ -3,5 +3,6 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod restic;
 pub mod s3;
 pub mod tree;

@@ -9,7 +9,6 @@
 //! DR and the k10restore chart join as those commands land.
 
 #[path = "../apiserver/mod.rs"]
-#[allow(dead_code)]
 mod apiserver;
 #[path = "../s3.rs"]
 #[allow(dead_code)]

@@ -1,0 +1,554 @@
+//! A policy run: for each selected namespace, the volumes' data (through data mover Jobs) and the
+//! manifests (through API discovery) into the namespace's repository, then a RestorePoint, then
+//! the policy's retention. A failed run leaves no RestorePoint and forgets what it wrote.
+
+pub mod capture;
+pub mod retention;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+
+use crate::api::{
+    ContentRef, NamespacedName, Policy, Profile, RestorePoint, RestorePointContent, RestorePointContentSpec,
+    RestorePointSpec, SnapshotRef, APP_LABEL, APP_NAMESPACE_KEY, K10_NAMESPACE, POLICY_LABEL,
+};
+use crate::catalog::{self, CatalogError};
+use crate::datamover::{self, Target};
+use crate::k8s::jobs::{JobError, Mount, ProductJob};
+use crate::k8s::{Cluster, K8sError};
+use crate::objectstore::maintenance::record_writer;
+use crate::objectstore::s3::S3Storage;
+use crate::objectstore::storage::StorageError;
+use crate::repo::{self, layout, Repo, RepoError, Writable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("policy {0:?} exports to no profile: add an export action with exportParameters.profile")]
+    NoProfile(String),
+    #[error("policy {policy:?} selects no namespace: give --namespaces or a --selector that matches")]
+    NothingSelected { policy: String },
+    #[error("namespace {0:?} not found")]
+    NamespaceNotFound(String),
+    #[error("profile {0:?} is not immutable, and the policy requires immutable backups")]
+    NotImmutable(String),
+    #[error("backup of namespace {namespace:?} failed: {source}; no restore point was created")]
+    Namespace {
+        namespace: String,
+        #[source]
+        source: Box<BackupError>,
+    },
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    K8s(#[from] K8sError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub type Result<T, E = BackupError> = std::result::Result<T, E>;
+
+/// What one namespace's run produced.
+#[derive(Debug, Clone)]
+pub struct NamespaceRun {
+    pub namespace: String,
+    pub restore_point: String,
+    pub volumes: usize,
+    pub manifests: usize,
+    pub files: u64,
+    pub bytes: u64,
+    pub uploaded: u64,
+    pub end_time: String,
+    /// Restore points retired by the policy's retention after this run.
+    pub retired: Vec<String>,
+}
+
+/// How long one data mover Job may take.
+const JOB_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+/// The namespaces a policy selects: names listed with `k10.kasten.io/appNamespace In (…)`, and
+/// namespaces matching its labels.
+pub async fn selected_namespaces(cluster: &Cluster, policy: &Policy) -> Result<Vec<String>> {
+    let selector = &policy.spec.selector;
+    let mut names: Vec<String> = selector
+        .match_expressions
+        .iter()
+        .filter(|e| e.key == APP_NAMESPACE_KEY && e.operator == "In")
+        .flat_map(|e| e.values.clone())
+        .collect();
+    if !selector.match_labels.is_empty() {
+        let labels = selector
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+        let list = namespaces
+            .list(&ListParams::default().labels(&labels))
+            .await
+            .map_err(|e| cluster.err(e, "list namespaces"))?;
+        names.extend(list.items.into_iter().filter_map(|n| n.metadata.name));
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The Secret (in kasten-io) holding a namespace repository's password; created on first use.
+pub fn password_secret_name(namespace_uid: &str) -> String {
+    format!("k10-repo-{namespace_uid}")
+}
+
+pub async fn repository_password(cluster: &Cluster, name: &str, create: bool) -> Result<Option<String>> {
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+    if let Some(secret) = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| cluster.err(e, format!("read Secret {K10_NAMESPACE}/{name}")))?
+    {
+        let password = secret
+            .data
+            .and_then(|d| d.get("password").map(|b| String::from_utf8_lossy(&b.0).into_owned()));
+        return Ok(password);
+    }
+    if !create {
+        return Ok(None);
+    }
+    let password = repo::new_password();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(K10_NAMESPACE.into()),
+            labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("password".into(), ByteString(password.clone().into_bytes()))])),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .map_err(|e| cluster.err(e, format!("create Secret {K10_NAMESPACE}/{name}")))?;
+    Ok(Some(password))
+}
+
+/// Runs a policy now: every selected namespace, then retention.
+pub async fn run_policy(
+    cluster: &Cluster,
+    policy: &Policy,
+    require_immutable: bool,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<NamespaceRun>> {
+    let policy_name = policy.metadata.name.clone().unwrap_or_default();
+    let profile_ref = policy
+        .export_profile()
+        .ok_or_else(|| BackupError::NoProfile(policy_name.clone()))?;
+    let mut k10 = cluster.clone();
+    k10.namespace = profile_ref.namespace.clone();
+    let profile = catalog::get_profile(&k10, &profile_ref.name).await?;
+    let period = catalog::period_of(&profile)?;
+    if require_immutable && period.is_none() {
+        return Err(BackupError::NotImmutable(profile_ref.name.clone()));
+    }
+    let namespaces = selected_namespaces(cluster, policy).await?;
+    if namespaces.is_empty() {
+        return Err(BackupError::NothingSelected { policy: policy_name });
+    }
+    let cluster_id = catalog::cluster_id(cluster).await?;
+    let storage = catalog::profile_storage(cluster, &profile).await?;
+    let credentials = catalog::profile_credentials(cluster, &profile).await?;
+    let mut runs = Vec::new();
+    for namespace in namespaces {
+        progress(&format!("namespace {namespace}: starting"));
+        let run = NamespaceBackup {
+            cluster,
+            policy,
+            policy_name: &policy_name,
+            profile: &profile,
+            storage: &storage,
+            credentials: &credentials,
+            cluster_id: &cluster_id,
+            namespace: &namespace,
+            progress,
+        };
+        let mut done = run.run().await.map_err(|source| BackupError::Namespace {
+            namespace: namespace.clone(),
+            source: Box::new(source),
+        })?;
+        done.retired = apply_retention(cluster, policy, &namespace).await?;
+        for retired in &done.retired {
+            progress(&format!("namespace {namespace}: retired restore point {retired}"));
+        }
+        runs.push(done);
+    }
+    Ok(runs)
+}
+
+struct NamespaceBackup<'a> {
+    cluster: &'a Cluster,
+    policy: &'a Policy,
+    policy_name: &'a str,
+    profile: &'a Profile,
+    storage: &'a std::sync::Arc<S3Storage>,
+    credentials: &'a crate::objectstore::Credentials,
+    cluster_id: &'a str,
+    namespace: &'a str,
+    progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl NamespaceBackup<'_> {
+    async fn run(&self) -> Result<NamespaceRun> {
+        let (cluster, ns) = (self.cluster, self.namespace);
+        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+        let ns_obj = namespaces
+            .get_opt(ns)
+            .await
+            .map_err(|e| cluster.err(e, format!("read namespace {ns}")))?
+            .ok_or_else(|| BackupError::NamespaceNotFound(ns.to_string()))?;
+        let uid = ns_obj.metadata.uid.clone().unwrap_or_default();
+        let start = Utc::now();
+        let run_id = format!("{}-{}", self.policy_name, start.format("%Y%m%d%H%M%S"));
+        let repository = layout::app_repository(self.cluster_id, &uid);
+        let secret_name = password_secret_name(&uid);
+        let password = repository_password(cluster, &secret_name, true)
+            .await?
+            .expect("created when missing");
+        let period = self.storage.protection();
+        if let (Some(period), Some(ledgers)) = (period, layout::maintenance_ledgers(&repository)) {
+            record_writer(self.storage.as_ref(), &ledgers, period).await?;
+        }
+        let store: std::sync::Arc<dyn crate::objectstore::storage::Storage> = self.storage.clone();
+        let repo = match Repo::open(store.clone(), &repository, &password).await {
+            Ok(repo) => repo,
+            Err(RepoError::NoRepository { .. }) => Repo::init(store, &repository, &password).await?,
+            Err(e) => return Err(e.into()),
+        };
+        let result = self.write(&repo, &run_id, &repository, &password).await;
+        match result {
+            Ok((snapshots, index_docs)) => {
+                self.record(&repo, &run_id, &repository, &secret_name, &uid, start, snapshots, index_docs)
+                    .await
+                    .inspect_err(|_| {})
+            }
+            Err(e) => {
+                self.forget_run(&repo, &run_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Backs up the volumes, then the manifests. Returns the snapshots and the manifest count.
+    async fn write(
+        &self,
+        repo: &Repo<Writable>,
+        run_id: &str,
+        repository: &str,
+        password: &str,
+    ) -> Result<(Vec<(SnapshotRef, repo::Snapshot)>, usize)> {
+        let (cluster, ns) = (self.cluster, self.namespace);
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+        let claims = pvcs
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| cluster.err(e, format!("list PersistentVolumeClaims in {ns}")))?
+            .items;
+        let pod_list = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| cluster.err(e, format!("list Pods in {ns}")))?
+            .items;
+        let os = self.profile.object_store();
+        let target = Target {
+            repository: repository.to_string(),
+            bucket: os.name.clone(),
+            region: os.region.clone(),
+            endpoint: os.endpoint.clone(),
+            skip_ssl_verify: os.skip_ssl_verify,
+            protection_days: self.storage.protection().map(|p| p.days()),
+        };
+        let mut written = Vec::new();
+        for (i, pvc) in claims.iter().enumerate() {
+            let claim = pvc.metadata.name.clone().unwrap_or_default();
+            (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{})", i + 1, claims.len()));
+            // Read the live volume read-only, on the node where a pod mounts it.
+            let node_name = pod_list
+                .iter()
+                .filter(|p| {
+                    p.spec.as_ref().is_some_and(|s| {
+                        s.volumes.iter().flatten().any(|v| {
+                            v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim)
+                        })
+                    })
+                })
+                .find_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()));
+            let mut args = vec!["datamover".to_string(), "backup".into(), "--path".into(), "/data".into()];
+            args.extend(target.args());
+            for tag in [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into()] {
+                args.extend(["--tag".into(), tag]);
+            }
+            let job = ProductJob {
+                namespace: ns.to_string(),
+                name: job_name("k10-backup", run_id, i),
+                args,
+                secret_env: BTreeMap::from([
+                    (datamover::ENV_ACCESS_KEY.into(), self.credentials.access_key_id.clone()),
+                    (datamover::ENV_SECRET_KEY.into(), self.credentials.secret_access_key.clone()),
+                    (datamover::ENV_PASSWORD.into(), password.to_string()),
+                ]),
+                mount: Some(Mount {
+                    claim: claim.clone(),
+                    path: "/data".into(),
+                    read_only: true,
+                }),
+                node_name,
+                labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+                timeout: JOB_TIMEOUT,
+            };
+            job.run(cluster).await?;
+        }
+        let run_tag = format!("run={run_id}");
+        for snap in repo.snapshots().await? {
+            if snap.tags.contains(&run_tag) {
+                let pvc = snap.tags.iter().find_map(|t| t.strip_prefix("pvc=").map(str::to_string));
+                written.push((
+                    SnapshotRef {
+                        id: snap.id.clone(),
+                        kind: "volume".into(),
+                        pvc,
+                    },
+                    snap,
+                ));
+            }
+        }
+        if written.len() != claims.len() {
+            return Err(BackupError::Repo(RepoError::Engine {
+                op: "backup",
+                location: repo.location().to_string(),
+                message: format!("expected {} volume snapshots of run {run_id}, found {}", claims.len(), written.len()),
+            }));
+        }
+
+        (self.progress)(&format!("namespace {ns}: manifests"));
+        let capture = capture::capture(cluster, ns).await?;
+        let count = capture.objects.len();
+        let mut documents = capture.documents;
+        let index = serde_json::json!({
+            "namespace": ns,
+            "objects": capture.objects,
+            "crds": capture.crds,
+            "volumes": written.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+        });
+        documents.push(("index.json".into(), Bytes::from(serde_json::to_vec_pretty(&index).expect("json"))));
+        let snap = repo
+            .backup_documents(documents, &[run_tag, "kind=manifests".into()])
+            .await?;
+        written.push((
+            SnapshotRef {
+                id: snap.id.clone(),
+                kind: "manifests".into(),
+                pvc: None,
+            },
+            snap,
+        ));
+        Ok((written, count))
+    }
+
+    /// Creates the RestorePointContent and the RestorePoint.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        repo: &Repo<Writable>,
+        run_id: &str,
+        repository: &str,
+        secret_name: &str,
+        uid: &str,
+        start: chrono::DateTime<Utc>,
+        snapshots: Vec<(SnapshotRef, repo::Snapshot)>,
+        manifests: usize,
+    ) -> Result<NamespaceRun> {
+        let (cluster, ns) = (self.cluster, self.namespace);
+        // The store's time of the last snapshot: what a view must reach to see all of them.
+        let manifest_id = &snapshots.last().expect("the manifests snapshot").0.id;
+        let end = repo.stored_at(manifest_id).await?;
+        let end_time = end.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let name = run_id.to_string();
+        let content_name = format!("{ns}-{run_id}");
+        let profile_ref = self.policy.export_profile().expect("checked by run_policy").clone();
+        let period = self.storage.protection();
+        let labels = BTreeMap::from([
+            (POLICY_LABEL.to_string(), self.policy_name.to_string()),
+            (APP_LABEL.to_string(), ns.to_string()),
+        ]);
+        let content = RestorePointContent {
+            metadata: ObjectMeta {
+                name: Some(content_name.clone()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            spec: RestorePointContentSpec {
+                restore_point_ref: NamespacedName {
+                    name: name.clone(),
+                    namespace: ns.to_string(),
+                },
+                policy: NamespacedName {
+                    name: self.policy_name.to_string(),
+                    namespace: self.policy.metadata.namespace.clone().unwrap_or_else(|| K10_NAMESPACE.into()),
+                },
+                profile: profile_ref,
+                repository: repository.to_string(),
+                password_secret: secret_name.to_string(),
+                snapshots: snapshots.iter().map(|(r, _)| r.clone()).collect(),
+                source_namespace: ns.to_string(),
+                source_namespace_uid: uid.to_string(),
+                start_time: start.to_rfc3339_opts(SecondsFormat::Secs, true),
+                end_time: end_time.clone(),
+                logical_bytes: snapshots.iter().map(|(_, s)| s.bytes).sum(),
+                uploaded_bytes: snapshots.iter().map(|(_, s)| s.bytes_added).sum(),
+                files: snapshots.iter().map(|(_, s)| s.files).sum(),
+                immutable: period.is_some(),
+                protection_period_days: period.map(|p| p.days()),
+            },
+        };
+        let contents: Api<RestorePointContent> = Api::all(cluster.client.clone());
+        contents
+            .create(&PostParams::default(), &content)
+            .await
+            .map_err(|e| catalog::not_installed(cluster.err(e, "create RestorePointContent"), "RestorePointContent"))?;
+        let point = RestorePoint {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.to_string()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            spec: RestorePointSpec {
+                restore_point_content_ref: ContentRef { name: content_name.clone() },
+            },
+        };
+        let points: Api<RestorePoint> = Api::namespaced(cluster.client.clone(), ns);
+        if let Err(e) = points.create(&PostParams::default(), &point).await {
+            let _ = contents.delete(&content_name, &DeleteParams::default()).await;
+            self.forget_run(repo, run_id).await;
+            return Err(cluster.err(e, format!("create RestorePoint {ns}/{name}")).into());
+        }
+        let spec = &content.spec;
+        Ok(NamespaceRun {
+            namespace: ns.to_string(),
+            restore_point: name,
+            volumes: snapshots.len() - 1,
+            manifests,
+            files: spec.files,
+            bytes: spec.logical_bytes,
+            uploaded: spec.uploaded_bytes,
+            end_time,
+            retired: Vec::new(),
+        })
+    }
+
+    /// Forgets the snapshots a failed run wrote (delete markers only).
+    async fn forget_run(&self, repo: &Repo<Writable>, run_id: &str) {
+        let tag = format!("run={run_id}");
+        if let Ok(snaps) = repo.snapshots().await {
+            for s in snaps.into_iter().filter(|s| s.tags.contains(&tag)) {
+                let _ = repo.forget(&s.id).await;
+            }
+        }
+    }
+}
+
+/// A Job name: `<prefix>-<run id>-<index>`, within Kubernetes' 63 characters.
+fn job_name(prefix: &str, run_id: &str, index: usize) -> String {
+    let mut base = format!("{prefix}-{run_id}");
+    base.truncate(55);
+    format!("{}-{index}", base.trim_end_matches('-'))
+}
+
+/// Applies the policy's retention in one namespace: returns the retired restore points.
+pub async fn apply_retention(cluster: &Cluster, policy: &Policy, namespace: &str) -> Result<Vec<String>> {
+    let policy_name = policy.metadata.name.clone().unwrap_or_default();
+    let points: Api<RestorePoint> = Api::namespaced(cluster.client.clone(), namespace);
+    let contents: Api<RestorePointContent> = Api::all(cluster.client.clone());
+    let list = points
+        .list(&ListParams::default().labels(&format!("{POLICY_LABEL}={policy_name}")))
+        .await
+        .map_err(|e| cluster.err(e, format!("list restore points in {namespace}")))?
+        .items;
+    let mut dated = Vec::new();
+    for rp in list {
+        let content_name = &rp.spec.restore_point_content_ref.name;
+        if let Some(c) = contents
+            .get_opt(content_name)
+            .await
+            .map_err(|e| cluster.err(e, format!("read RestorePointContent {content_name}")))?
+        {
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&c.spec.end_time) {
+                dated.push((rp.metadata.name.clone().unwrap_or_default(), t.to_utc()));
+            }
+        }
+    }
+    let times: Vec<_> = dated.iter().map(|(_, t)| *t).collect();
+    let mut retired = Vec::new();
+    for i in retention::to_retire(&policy.spec.retention, &times) {
+        retire(cluster, namespace, &dated[i].0).await?;
+        retired.push(dated[i].0.clone());
+    }
+    Ok(retired)
+}
+
+/// Retires a restore point: its snapshots are forgotten (delete markers; the locked data stays
+/// restorable through a point-in-time view), then the RestorePoint and its content are removed.
+pub async fn retire(cluster: &Cluster, namespace: &str, name: &str) -> Result<()> {
+    let points: Api<RestorePoint> = Api::namespaced(cluster.client.clone(), namespace);
+    let contents: Api<RestorePointContent> = Api::all(cluster.client.clone());
+    let rp = points
+        .get_opt(name)
+        .await
+        .map_err(|e| catalog::not_installed(cluster.err(e, "read restore points"), "RestorePoint"))?
+        .ok_or_else(|| K8sError::NotFound {
+            what: format!("restore point {namespace}/{name}"),
+        })?;
+    let content_name = rp.spec.restore_point_content_ref.name.clone();
+    if let Some(content) = contents
+        .get_opt(&content_name)
+        .await
+        .map_err(|e| cluster.err(e, format!("read RestorePointContent {content_name}")))?
+    {
+        let spec = &content.spec;
+        let mut k10 = cluster.clone();
+        k10.namespace = spec.profile.namespace.clone();
+        let profile = catalog::get_profile(&k10, &spec.profile.name).await?;
+        let storage = catalog::profile_storage(cluster, &profile).await?;
+        let password = repository_password(cluster, &spec.password_secret, false)
+            .await?
+            .ok_or_else(|| K8sError::NotFound {
+                what: format!("repository password Secret {K10_NAMESPACE}/{}", spec.password_secret),
+            })?;
+        let repo = Repo::open(storage, &spec.repository, &password).await?;
+        let live: Vec<String> = repo.snapshots().await?.into_iter().map(|s| s.id).collect();
+        for s in &spec.snapshots {
+            if live.contains(&s.id) {
+                repo.forget(&s.id).await?;
+            }
+        }
+        contents
+            .delete(&content_name, &DeleteParams::default())
+            .await
+            .map_err(|e| cluster.err(e, format!("delete RestorePointContent {content_name}")))?;
+    }
+    points
+        .delete(name, &DeleteParams::default())
+        .await
+        .map_err(|e| cluster.err(e, format!("delete RestorePoint {namespace}/{name}")))?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! `kubectl-k10 datamover …`: the in-cluster data mover, run by Jobs that mount a volume.
+//! Not meant to be typed by people; its settings come from the Job (see [`crate::datamover`]).
+
+use std::path::PathBuf;
+
+use crate::datamover::{self, Target};
+use crate::repo::parse_point_in_time;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DataMoverCommand {
+    /// Back up the directory tree at --path into the repository.
+    Backup {
+        #[arg(long)]
+        path: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        /// Snapshot tags (k=v), repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Restore a snapshot into --path (new or empty) from the repository as of --as-of.
+    Restore {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        snapshot: String,
+        /// The store time to open the repository as of (RFC 3339).
+        #[arg(long)]
+        as_of: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
+    match cmd {
+        DataMoverCommand::Backup { path, target, tags } => {
+            let snap = datamover::backup(&target, &path, &tags).await?;
+            println!(
+                "{}",
+                serde_json::json!({"snapshot": snap.id, "files": snap.files, "bytes": snap.bytes, "uploaded": snap.bytes_added})
+            );
+        }
+        DataMoverCommand::Restore {
+            path,
+            snapshot,
+            as_of,
+            target,
+        } => {
+            let at = parse_point_in_time(&as_of)?;
+            let restored = datamover::restore(&target, &snapshot, at, &path).await?;
+            println!(
+                "{}",
+                serde_json::json!({"snapshot": snapshot, "files": restored.files, "dirs": restored.dirs, "bytes": restored.bytes})
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! `kubectl k10 policy …`: backup policies exporting applications to a location profile.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use tabled::Tabled;
+
+use super::output::{self, Format, OutputArgs};
+use super::GlobalArgs;
+use crate::api::{
+    ExportData, ExportParameters, LabelSelector, LabelSelectorRequirement, NamespacedName, Policy, PolicyAction,
+    PolicySpec, Retention, APP_NAMESPACE_KEY, K10_NAMESPACE,
+};
+use crate::backup::{self, retention};
+use crate::catalog;
+use crate::k8s::jobs::ProductJob;
+use crate::k8s::Cluster;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Create a policy that backs up namespaces and exports them to a profile.
+    Create {
+        name: String,
+        /// The namespaces to protect, comma-separated.
+        #[arg(long, value_delimiter = ',', required_unless_present = "selector", conflicts_with = "selector")]
+        namespaces: Vec<String>,
+        /// Protect every namespace with these labels (k=v[,k=v]).
+        #[arg(long)]
+        selector: Option<String>,
+        /// The location profile backups are exported to.
+        #[arg(long)]
+        profile: String,
+        /// @hourly, @daily, @weekly, @monthly, @yearly, a cron expression, or @onDemand.
+        #[arg(long, default_value = "@onDemand")]
+        frequency: String,
+        /// How many restore points to keep, e.g. hourly=24,daily=7,weekly=4,monthly=12,yearly=7.
+        #[arg(long)]
+        retention: Option<String>,
+        /// Refuse a profile without Object Lock immutability.
+        #[arg(long)]
+        require_immutable: bool,
+    },
+    /// List policies.
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Show a policy.
+    Get {
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Delete a policy (its restore points stay).
+    Delete { name: String },
+    /// Run a policy now.
+    Run {
+        name: String,
+        /// Run here and wait for the result (otherwise a Job in kasten-io runs it).
+        #[arg(long)]
+        wait: bool,
+        /// Refuse to run if the policy's profile is not immutable.
+        #[arg(long)]
+        require_immutable: bool,
+    },
+}
+
+pub async fn run(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()> {
+    let mut cluster = global.cluster().connect().await?;
+    if !cluster.namespace_given {
+        cluster.namespace = K10_NAMESPACE.to_string();
+    }
+    match cmd {
+        PolicyCommand::Create {
+            name,
+            namespaces,
+            selector,
+            profile,
+            frequency,
+            retention,
+            require_immutable,
+        } => {
+            let retention = retention
+                .as_deref()
+                .map(retention::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or_default();
+            create(&cluster, &name, namespaces, selector, &profile, &frequency, retention, require_immutable).await
+        }
+        PolicyCommand::List { output } => list(&cluster, output.format).await,
+        PolicyCommand::Get { name, output } => get(&cluster, &name, output.format).await,
+        PolicyCommand::Delete { name } => delete(&cluster, &name).await,
+        PolicyCommand::Run {
+            name,
+            wait,
+            require_immutable,
+        } => run_now(&cluster, &name, wait, require_immutable).await,
+    }
+}
+
+fn policies(cluster: &Cluster) -> Api<Policy> {
+    Api::namespaced(cluster.client.clone(), &cluster.namespace)
+}
+
+/// The CronJob schedule of a frequency, `None` for on-demand policies.
+pub fn schedule(frequency: &str) -> anyhow::Result<Option<String>> {
+    match frequency {
+        "@onDemand" => Ok(None),
+        "@hourly" | "@daily" | "@weekly" | "@monthly" | "@yearly" => Ok(Some(frequency.to_string())),
+        cron => {
+            let fields: Vec<&str> = cron.split_whitespace().collect();
+            let valid = fields.len() == 5
+                && fields
+                    .iter()
+                    .all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)));
+            if !valid {
+                bail!("invalid frequency {cron:?}: use @hourly, @daily, @weekly, @monthly, @yearly, @onDemand or a 5-field cron expression such as \"0 */6 * * *\"");
+            }
+            Ok(Some(cron.to_string()))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create(
+    cluster: &Cluster,
+    name: &str,
+    namespaces: Vec<String>,
+    selector: Option<String>,
+    profile: &str,
+    frequency: &str,
+    retention: Retention,
+    require_immutable: bool,
+) -> anyhow::Result<()> {
+    let cron = schedule(frequency)?;
+    let api = policies(cluster);
+    if api
+        .get_opt(name)
+        .await
+        .map_err(|e| catalog::not_installed(cluster.err(e, "read policies"), "Policy"))?
+        .is_some()
+    {
+        bail!("policy {name:?} already exists in namespace {}; delete it first or choose another name", cluster.namespace);
+    }
+    let p = catalog::get_profile(cluster, profile).await?;
+    if require_immutable && catalog::period_of(&p)?.is_none() {
+        bail!("profile {profile:?} is not immutable (no Object Lock protection period); choose an immutable profile or drop --require-immutable");
+    }
+    let all: Api<Namespace> = Api::all(cluster.client.clone());
+    for ns in &namespaces {
+        if all.get_opt(ns).await.map_err(|e| cluster.err(e, format!("read namespace {ns}")))?.is_none() {
+            bail!("namespace {ns:?} not found; create it first or fix --namespaces");
+        }
+    }
+    let mut label_selector = LabelSelector::default();
+    if !namespaces.is_empty() {
+        label_selector.match_expressions.push(LabelSelectorRequirement {
+            key: APP_NAMESPACE_KEY.into(),
+            operator: "In".into(),
+            values: namespaces,
+        });
+    }
+    if let Some(sel) = selector {
+        for pair in sel.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("invalid selector {pair:?}: use key=value"))?;
+            label_selector.match_labels.insert(k.trim().into(), v.trim().into());
+        }
+    }
+    let policy = Policy::new(
+        name,
+        PolicySpec {
+            comment: None,
+            frequency: frequency.into(),
+            retention,
+            selector: label_selector,
+            actions: vec![
+                PolicyAction {
+                    action: "backup".into(),
+                    export_parameters: None,
+                },
+                PolicyAction {
+                    action: "export".into(),
+                    export_parameters: Some(ExportParameters {
+                        frequency: frequency.into(),
+                        profile: NamespacedName {
+                            name: profile.into(),
+                            namespace: cluster.namespace.clone(),
+                        },
+                        export_data: ExportData { enabled: true },
+                    }),
+                },
+            ],
+        },
+    );
+    api.create(&PostParams::default(), &policy)
+        .await
+        .map_err(|e| cluster.err(e, format!("create policy {name:?}")))?;
+    if let Some(schedule) = cron {
+        apply_cronjob(cluster, name, &schedule).await?;
+        println!("policy {name:?} created: runs {frequency} (CronJob {K10_NAMESPACE}/{})", cronjob_name(name));
+    } else {
+        println!("policy {name:?} created: runs on demand (`kubectl k10 policy run {name}`)");
+    }
+    Ok(())
+}
+
+fn cronjob_name(policy: &str) -> String {
+    format!("k10-policy-{policy}")
+}
+
+/// The scheduled run: a CronJob running `kubectl-k10 policy run NAME --wait` in kasten-io.
+async fn apply_cronjob(cluster: &Cluster, policy: &str, schedule: &str) -> anyhow::Result<()> {
+    let job = ProductJob {
+        namespace: cluster.namespace.clone(),
+        name: cronjob_name(policy),
+        args: vec!["policy".into(), "run".into(), policy.into(), "--wait".into()],
+        secret_env: BTreeMap::new(),
+        mount: None,
+        node_name: None,
+        labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+        timeout: std::time::Duration::from_secs(24 * 3600),
+    };
+    let template = job.job();
+    let cronjob = CronJob {
+        metadata: ObjectMeta {
+            name: Some(cronjob_name(policy)),
+            namespace: Some(cluster.namespace.clone()),
+            labels: template.metadata.labels.clone(),
+            ..Default::default()
+        },
+        spec: Some(CronJobSpec {
+            schedule: schedule.into(),
+            concurrency_policy: Some("Forbid".into()),
+            job_template: JobTemplateSpec {
+                metadata: None,
+                spec: template.spec,
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let api: Api<CronJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    api.patch(&cronjob_name(policy), &PatchParams::apply("k10").force(), &Patch::Apply(&cronjob))
+        .await
+        .map_err(|e| cluster.err(e, format!("apply CronJob {}", cronjob_name(policy))))?;
+    Ok(())
+}
+
+#[derive(Tabled)]
+struct Row {
+    #[tabled(rename = "NAME")]
+    name: String,
+    #[tabled(rename = "FREQUENCY")]
+    frequency: String,
+    #[tabled(rename = "NAMESPACES")]
+    namespaces: String,
+    #[tabled(rename = "PROFILE")]
+    profile: String,
+    #[tabled(rename = "RETENTION")]
+    retention: String,
+    #[tabled(rename = "LAST RUN")]
+    last_run: String,
+}
+
+fn selector_text(selector: &LabelSelector) -> String {
+    let mut parts: Vec<String> = selector
+        .match_expressions
+        .iter()
+        .filter(|e| e.key == APP_NAMESPACE_KEY)
+        .flat_map(|e| e.values.clone())
+        .collect();
+    parts.extend(selector.match_labels.iter().map(|(k, v)| format!("{k}={v}")));
+    parts.join(",")
+}
+
+fn retention_text(r: &Retention) -> String {
+    let parts: Vec<String> = [("hourly", r.hourly), ("daily", r.daily), ("weekly", r.weekly), ("monthly", r.monthly), ("yearly", r.yearly)]
+        .iter()
+        .filter_map(|(k, v)| v.map(|n| format!("{k}={n}")))
+        .collect();
+    if parts.is_empty() {
+        "keep all".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+async fn list(cluster: &Cluster, format: Format) -> anyhow::Result<()> {
+    let mut items = policies(cluster)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| catalog::not_installed(cluster.err(e, "list policies"), "Policy"))?
+        .items;
+    items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    if output::print_structured(format, &output::list_of(&items))? {
+        return Ok(());
+    }
+    let rows = items
+        .iter()
+        .map(|p| Row {
+            name: p.metadata.name.clone().unwrap_or_default(),
+            frequency: p.spec.frequency.clone(),
+            namespaces: selector_text(&p.spec.selector),
+            profile: p.export_profile().map(|r| r.name.clone()).unwrap_or_else(|| "-".into()),
+            retention: retention_text(&p.spec.retention),
+            last_run: p
+                .status
+                .as_ref()
+                .and_then(|s| s.last_run_time.clone().map(|t| format!("{t} {}", s.last_run_result.clone().unwrap_or_default())))
+                .unwrap_or_else(|| "-".into()),
+        })
+        .collect();
+    output::print_table(rows, &format!("No policies found in namespace {}.", cluster.namespace));
+    Ok(())
+}
+
+async fn get_policy(cluster: &Cluster, name: &str) -> anyhow::Result<Policy> {
+    policies(cluster)
+        .get_opt(name)
+        .await
+        .map_err(|e| catalog::not_installed(cluster.err(e, format!("read policy {name:?}")), "Policy"))?
+        .with_context(|| format!("policy {name:?} not found in namespace {}; list policies with `kubectl k10 policy list`", cluster.namespace))
+}
+
+async fn get(cluster: &Cluster, name: &str, format: Format) -> anyhow::Result<()> {
+    let p = get_policy(cluster, name).await?;
+    if output::print_structured(format, &p)? {
+        return Ok(());
+    }
+    let status = p.status.clone().unwrap_or_default();
+    output::print_card(&[
+        ("Name", name.to_string()),
+        ("Namespace", cluster.namespace.clone()),
+        ("Frequency", p.spec.frequency.clone()),
+        ("Namespaces", selector_text(&p.spec.selector)),
+        ("Profile", p.export_profile().map(|r| r.name.clone()).unwrap_or_else(|| "-".into())),
+        ("Retention", retention_text(&p.spec.retention)),
+        ("Last Run", status.last_run_time.unwrap_or_else(|| "never".into())),
+        ("Last Result", status.last_run_result.unwrap_or_else(|| "-".into())),
+    ]);
+    Ok(())
+}
+
+async fn delete(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
+    get_policy(cluster, name).await?;
+    policies(cluster)
+        .delete(name, &DeleteParams::default())
+        .await
+        .map_err(|e| cluster.err(e, format!("delete policy {name:?}")))?;
+    let cronjobs: Api<CronJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let _ = cronjobs.delete(&cronjob_name(name), &DeleteParams::default()).await;
+    println!("policy {name:?} deleted (its restore points stay)");
+    Ok(())
+}
+
+async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: bool) -> anyhow::Result<()> {
+    let policy = get_policy(cluster, name).await?;
+    if !wait {
+        let job = ProductJob {
+            namespace: cluster.namespace.clone(),
+            name: format!("k10-policy-run-{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
+            args: vec!["policy".into(), "run".into(), name.into(), "--wait".into()],
+            secret_env: BTreeMap::new(),
+            mount: None,
+            node_name: None,
+            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+            timeout: std::time::Duration::from_secs(24 * 3600),
+        };
+        job.start(cluster).await?;
+        println!("policy {name:?} is running in Job {}/{}; follow it with `kubectl logs -f job/{} -n {}`", job.namespace, job.name, job.name, job.namespace);
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let result = backup::run_policy(cluster, &policy, require_immutable, &|line| eprintln!("{line}")).await;
+    let (outcome, status) = match &result {
+        Ok(_) => ("Succeeded".to_string(), Ok(())),
+        Err(e) => (format!("Failed: {e}"), Err(())),
+    };
+    let patch = serde_json::json!({"status": {
+        "lastRunTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "lastRunResult": if status.is_ok() { "Succeeded" } else { "Failed" },
+    }});
+    let _ = policies(cluster)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    let runs = result?;
+    for run in &runs {
+        println!(
+            "namespace {}: restore point {} ({} volumes, {} manifests, {} files, {} bytes, {} bytes uploaded; end {})",
+            run.namespace, run.restore_point, run.volumes, run.manifests, run.files, run.bytes, run.uploaded, run.end_time
+        );
+    }
+    println!("policy {name:?} run {} in {:.1} s", outcome.to_lowercase(), started.elapsed().as_secs_f64());
+    Ok(())
+}

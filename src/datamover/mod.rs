@@ -1,0 +1,115 @@
+//! The data mover: the in-cluster side of volume backups and restores. A Job mounts the volume
+//! and runs `kubectl-k10 datamover backup|restore …`; everything it needs comes as arguments
+//! (no secrets) and environment variables from a Secret (the store's keys, the repository password).
+//! It needs no access to the Kubernetes API.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::objectstore::lock::ProtectionPeriod;
+use crate::objectstore::maintenance::record_writer;
+use crate::objectstore::s3::S3Storage;
+use crate::objectstore::storage::Time;
+use crate::objectstore::{Credentials, Location, ObjectStore, StoreError};
+use crate::repo::{layout, ReadOnly, Repo, RepoError, Restored, Snapshot};
+
+/// Environment variables the Job's Secret provides.
+pub const ENV_ACCESS_KEY: &str = "AWS_ACCESS_KEY_ID";
+pub const ENV_SECRET_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const ENV_PASSWORD: &str = "K10_REPO_PASSWORD";
+
+/// Where the repository is: the non-secret half of a data mover's settings.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct Target {
+    /// The repository prefix in the bucket.
+    #[arg(long)]
+    pub repository: String,
+    #[arg(long)]
+    pub bucket: String,
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub skip_ssl_verify: bool,
+    /// Lock every write for this many days + 20 (an immutable profile's protection period).
+    #[arg(long)]
+    pub protection_days: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataMoverError {
+    #[error("environment variable {0} is not set: the data mover reads the store's keys and the repository password from its Secret")]
+    MissingEnv(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Storage(#[from] crate::objectstore::storage::StorageError),
+    #[error("invalid protection period: {0}")]
+    Period(#[from] crate::objectstore::lock::PeriodError),
+}
+
+fn env(name: &'static str) -> Result<String, DataMoverError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(DataMoverError::MissingEnv(name))
+}
+
+impl Target {
+    fn storage(&self) -> Result<Arc<S3Storage>, DataMoverError> {
+        let location = Location {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            bucket: self.bucket.clone(),
+            skip_ssl_verify: self.skip_ssl_verify,
+        };
+        let credentials = Credentials {
+            access_key_id: env(ENV_ACCESS_KEY)?,
+            secret_access_key: env(ENV_SECRET_KEY)?,
+        };
+        let period = self.protection_days.map(ProtectionPeriod::from_days).transpose()?;
+        Ok(Arc::new(S3Storage::new(ObjectStore::connect(&location, &credentials)?, period)))
+    }
+
+    /// The arguments that reproduce this target on a data mover's command line.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--repository".into(),
+            self.repository.clone(),
+            "--bucket".into(),
+            self.bucket.clone(),
+            "--region".into(),
+            self.region.clone(),
+        ];
+        if let Some(e) = &self.endpoint {
+            args.extend(["--endpoint".into(), e.clone()]);
+        }
+        if self.skip_ssl_verify {
+            args.push("--skip-ssl-verify".into());
+        }
+        if let Some(d) = self.protection_days {
+            args.extend(["--protection-days".into(), d.to_string()]);
+        }
+        args
+    }
+}
+
+/// Backs up the tree at `path` into the (existing) repository, with `tags`.
+pub async fn backup(target: &Target, path: &Path, tags: &[String]) -> Result<Snapshot, DataMoverError> {
+    let storage = target.storage()?;
+    if let (Some(period), Some(ledgers)) = (storage.protection(), layout::maintenance_ledgers(&target.repository)) {
+        record_writer(storage.as_ref(), &ledgers, period).await?;
+    }
+    let repo = Repo::open(storage, &target.repository, &env(ENV_PASSWORD)?).await?;
+    Ok(repo.backup_dir(path, tags).await?)
+}
+
+/// Restores a snapshot into `path` from the repository as it was at `at`.
+pub async fn restore(target: &Target, snapshot: &str, at: Time, path: &Path) -> Result<Restored, DataMoverError> {
+    let storage = target.storage()?;
+    let repo = Repo::<ReadOnly>::open_at(storage, &target.repository, at, &env(ENV_PASSWORD)?).await?;
+    Ok(repo.restore(snapshot, path).await?)
+}

@@ -1,0 +1,254 @@
+//! Runs the product's own binary as a Kubernetes Job (the data mover) and waits for it.
+//! Secrets reach the Job only through a Secret it references; both are removed afterwards.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Secret,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, ObjectMeta, PostParams, PropagationPolicy};
+
+use super::{Cluster, K8sError};
+
+/// The container image of the product (overridable with `K10_IMAGE`).
+pub fn image() -> String {
+    std::env::var("K10_IMAGE").unwrap_or_else(|_| format!("k10/kubectl-k10:{}", env!("CARGO_PKG_VERSION")))
+}
+
+/// A volume the Job mounts.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub claim: String,
+    pub path: String,
+    pub read_only: bool,
+}
+
+/// A run of `kubectl-k10 <args>` in a namespace.
+#[derive(Debug, Clone)]
+pub struct ProductJob {
+    pub namespace: String,
+    pub name: String,
+    pub args: Vec<String>,
+    /// Environment variables whose values are secret: stored in a Secret the Job references.
+    pub secret_env: BTreeMap<String, String>,
+    pub mount: Option<Mount>,
+    /// Run on this node (where the volume is mounted).
+    pub node_name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("job {namespace}/{name} failed: {reason}{}", log_tail(.log))]
+    Failed {
+        namespace: String,
+        name: String,
+        reason: String,
+        log: String,
+    },
+    #[error("job {namespace}/{name} did not finish within {seconds} s; it was stopped")]
+    TimedOut {
+        namespace: String,
+        name: String,
+        seconds: u64,
+    },
+    #[error(transparent)]
+    K8s(#[from] K8sError),
+}
+
+fn log_tail(log: &str) -> String {
+    let last: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    match last.last() {
+        Some(line) => format!(" (its last output: {})", line.trim()),
+        None => String::new(),
+    }
+}
+
+impl ProductJob {
+    fn secret_name(&self) -> String {
+        format!("{}-env", self.name)
+    }
+
+    /// The Job object (also the template of a CronJob).
+    pub fn job(&self) -> Job {
+        let secret = self.secret_name();
+        let env = self
+            .secret_env
+            .keys()
+            .map(|key| EnvVar {
+                name: key.clone(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.clone(),
+                        key: key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let (volumes, mounts) = match &self.mount {
+            Some(m) => (
+                vec![Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: m.claim.clone(),
+                        read_only: Some(m.read_only),
+                    }),
+                    ..Default::default()
+                }],
+                vec![VolumeMount {
+                    name: "data".into(),
+                    mount_path: m.path.clone(),
+                    read_only: Some(m.read_only),
+                    ..Default::default()
+                }],
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        Job {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(self.labels.clone()),
+                ..Default::default()
+            },
+            spec: Some(JobSpec {
+                backoff_limit: Some(0),
+                active_deadline_seconds: Some(self.timeout.as_secs() as i64),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(self.labels.clone()),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        restart_policy: Some("Never".into()),
+                        node_name: self.node_name.clone(),
+                        containers: vec![Container {
+                            name: "kubectl-k10".into(),
+                            image: Some(image()),
+                            command: Some(vec!["kubectl-k10".into()]),
+                            args: Some(self.args.clone()),
+                            env: Some(env),
+                            volume_mounts: Some(mounts),
+                            security_context: Some(SecurityContext {
+                                allow_privilege_escalation: Some(false),
+                                read_only_root_filesystem: Some(true),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }],
+                        volumes: Some(volumes),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Creates the Job without waiting (no secret environment allowed: nothing would remove it).
+    pub async fn start(&self, cluster: &Cluster) -> Result<(), JobError> {
+        assert!(self.secret_env.is_empty(), "a started Job cannot own a Secret");
+        let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        jobs.create(&PostParams::default(), &self.job())
+            .await
+            .map_err(|e| cluster.err(e, format!("create Job {}/{}", self.namespace, self.name)))?;
+        Ok(())
+    }
+
+    /// Creates the Secret and the Job, waits for the Job, and removes both whatever happened.
+    pub async fn run(&self, cluster: &Cluster) -> Result<(), JobError> {
+        let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(self.secret_name()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(self.labels.clone()),
+                ..Default::default()
+            },
+            data: Some(
+                self.secret_env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .map_err(|e| cluster.err(e, format!("create Secret {}/{}", self.namespace, self.secret_name())))?;
+        let result = self.create_and_wait(cluster, &jobs).await;
+        let background = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        let _ = jobs.delete(&self.name, &background).await;
+        let _ = secrets.delete(&self.secret_name(), &DeleteParams::default()).await;
+        result
+    }
+
+    async fn create_and_wait(&self, cluster: &Cluster, jobs: &Api<Job>) -> Result<(), JobError> {
+        jobs.create(&PostParams::default(), &self.job())
+            .await
+            .map_err(|e| cluster.err(e, format!("create Job {}/{}", self.namespace, self.name)))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let job = jobs
+                .get(&self.name)
+                .await
+                .map_err(|e| cluster.err(e, format!("read Job {}/{}", self.namespace, self.name)))?;
+            let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+            let is = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
+            if is("Complete").is_some() {
+                return Ok(());
+            }
+            if let Some(failed) = is("Failed") {
+                let reason = failed
+                    .message
+                    .clone()
+                    .or_else(|| failed.reason.clone())
+                    .unwrap_or_else(|| "failed".into());
+                return Err(JobError::Failed {
+                    namespace: self.namespace.clone(),
+                    name: self.name.clone(),
+                    reason,
+                    log: self.log(cluster).await,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(JobError::TimedOut {
+                    namespace: self.namespace.clone(),
+                    name: self.name.clone(),
+                    seconds: self.timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// The Job's pod log, for error messages.
+    async fn log(&self, cluster: &Cluster) -> String {
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let Ok(list) = pods.list(&ListParams::default().labels(&format!("job-name={}", self.name))).await else {
+            return String::new();
+        };
+        for pod in list.items {
+            if let Some(name) = pod.metadata.name {
+                if let Ok(log) = pods.logs(&name, &LogParams::default()).await {
+                    return log;
+                }
+            }
+        }
+        String::new()
+    }
+}

@@ -1,0 +1,410 @@
+//! Backup policies end to end: the built binary, the API stand-in with its kubelet running the
+//! data mover Jobs, and SeaweedFS with Object Lock.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use aws_sdk_s3::types::ObjectLockRetentionMode;
+use k10::objectstore::lock::ProtectionPeriod;
+use k10::objectstore::pit::PointInTime;
+use k10::objectstore::s3::S3Storage;
+use k10::objectstore::{Credentials, Location, ObjectStore};
+use k10::repo::{ReadOnly, Repo};
+use support::apiserver::{ApiServer, ApiServerOptions};
+use support::cli::{binary, K10};
+use support::s3::{self, Retention, S3Env};
+use support::{restic, tree};
+
+struct Fixture {
+    server: ApiServer,
+    k10: K10,
+    s3: &'static S3Env,
+    bucket: String,
+    dir: tempfile::TempDir,
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {mode: "production"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: shop}
+stringData: {password: "hunter2"}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: shop}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: www-db-0, namespace: shop, labels: {app: db}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx, volumeMounts: [{name: data, mountPath: /usr/share/nginx/html}]}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: postgres, volumeMounts: [{name: www, mountPath: /var/lib/data}]}]
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1, namespace: shop}
+spec: {size: 3}
+"#;
+
+const CRD: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ApiServer::start_in_background(ApiServerOptions {
+            k10_binary: Some(binary()),
+            volumes_root: dir.path().join("volumes"),
+            ..Default::default()
+        });
+        let s3 = s3::env();
+        let k10 = K10::new(server.kubeconfig_path())
+            .with_env("AWS_ACCESS_KEY_ID", &s3.access_key)
+            .with_env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
+        k10.run(&["install"]).ok();
+        let bucket = s3::unique_bucket("backup");
+        s3.create_locked_bucket(&bucket, Some((ObjectLockRetentionMode::Compliance, Retention::Days(60))))
+            .await;
+        k10.run(&["profile", "create", "immutable", "--bucket", &bucket, "--endpoint", &s3.endpoint, "--immutable", "--protection-period", "30d"])
+            .ok();
+        let f = Fixture { server, k10, s3, bucket, dir };
+        f.kubectl_apply(CRD);
+        f.kubectl(&["wait", "--for=condition=established", "crd/widgets.example.com"]);
+        f.kubectl_apply(APP);
+        f
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.server.kubeconfig_path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn kubectl_apply(&self, yaml: &str) {
+        let path = self.dir.path().join("apply.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        self.kubectl(&["apply", "-f", path.to_str().unwrap()]);
+    }
+
+    fn volume(&self, claim: &str) -> PathBuf {
+        self.server.volumes_root().join("shop").join(claim)
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&all)).unwrap()
+    }
+
+    fn storage(&self) -> Arc<S3Storage> {
+        let location = Location {
+            endpoint: Some(self.s3.endpoint.clone()),
+            region: self.s3.region.clone(),
+            bucket: self.bucket.clone(),
+            skip_ssl_verify: false,
+        };
+        let credentials = Credentials {
+            access_key_id: self.s3.access_key.clone(),
+            secret_access_key: self.s3.secret_key.clone(),
+        };
+        Arc::new(S3Storage::new(
+            ObjectStore::connect(&location, &credentials).unwrap(),
+            Some(ProtectionPeriod::from_days(30).unwrap()),
+        ))
+    }
+
+    /// The restore point contents of namespace shop, oldest first.
+    fn contents(&self) -> Vec<serde_json::Value> {
+        let mut items: Vec<serde_json::Value> = self.json(&["get", "restorepointcontents.apps.kio.kasten.io"])["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        items.sort_by_key(|c| c["spec"]["endTime"].as_str().unwrap().to_string());
+        items
+    }
+
+    fn password(&self, secret: &str) -> String {
+        let s = self.json(&["get", "secret", secret, "-n", "kasten-io"]);
+        let b64 = s["data"]["password"].as_str().unwrap();
+        let out = Command::new("base64").arg("-d").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        out.stdin.as_ref().unwrap().write_all(b64.as_bytes()).unwrap();
+        String::from_utf8(out.wait_with_output().unwrap().stdout).unwrap()
+    }
+}
+
+/// Application data: the big file, thousands of small ones, an empty file, a symlink, modes.
+fn fill(data: &Path, www: &Path) {
+    tree::small(data);
+    std::fs::write(data.join("big.bin"), tree::noise(42, 100 * 1024 * 1024)).unwrap();
+    let many = www.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..3000 {
+        std::fs::write(many.join(format!("f{i:04}.txt")), format!("row {i}\n").repeat(i % 7 + 1)).unwrap();
+    }
+    std::fs::write(www.join("empty"), b"").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_runs_capture_manifests_and_volumes() {
+    let f = Fixture::new().await;
+    fill(&f.volume("data"), &f.volume("www-db-0"));
+    f.k10
+        .run(&["policy", "create", "shop-backup", "--namespaces", "shop", "--profile", "immutable", "--retention", "hourly=2", "--require-immutable"])
+        .ok();
+    let list = f.k10.run(&["policy", "list"]).ok().stdout;
+    assert!(list.contains("shop-backup") && list.contains("@onDemand") && list.contains("hourly=2"), "{list}");
+
+    // First run: one restore point.
+    let run = f.k10.run(&["policy", "run", "shop-backup", "--wait"]).ok();
+    println!("{}", run.all());
+    assert!(run.stdout.contains("namespace shop: restore point shop-backup-"), "{}", run.stdout);
+    let points = f.json(&["get", "restorepoints.apps.kio.kasten.io", "-n", "shop"]);
+    assert_eq!(points["items"].as_array().unwrap().len(), 1);
+    let contents = f.contents();
+    let first = &contents[0]["spec"];
+    assert_eq!(first["immutable"], true);
+    assert_eq!(first["protectionPeriodDays"], 30);
+    assert_eq!(first["snapshots"].as_array().unwrap().len(), 3, "two volumes and the manifests");
+
+    // The repository holds every captured manifest and every file.
+    let repository = first["repository"].as_str().unwrap().to_string();
+    let password = f.password(first["passwordSecret"].as_str().unwrap());
+    let store = f.storage();
+    let end = chrono::DateTime::parse_from_rfc3339(first["endTime"].as_str().unwrap()).unwrap().to_utc();
+    let repo = Repo::<ReadOnly>::open_at(store.clone(), &repository, end, &password).await.unwrap();
+    let snaps = first["snapshots"].as_array().unwrap();
+    let manifests = snaps.iter().find(|s| s["kind"] == "manifests").unwrap()["id"].as_str().unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&repo.read_document(manifests, "index.json").await.unwrap()).unwrap();
+    let captured: Vec<String> = index["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["name"].as_str().unwrap()))
+        .collect();
+    for want in [
+        "ConfigMap/settings",
+        "Secret/creds",
+        "Service/web",
+        "PersistentVolumeClaim/data",
+        "PersistentVolumeClaim/www-db-0",
+        "Deployment/web",
+        "StatefulSet/db",
+        "Widget/w1",
+    ] {
+        assert!(captured.contains(&want.to_string()), "{want} not captured: {captured:?}");
+    }
+    for regenerated in ["ConfigMap/kube-root-ca.crt", "ServiceAccount/default"] {
+        assert!(!captured.contains(&regenerated.to_string()), "{regenerated} captured");
+    }
+    assert_eq!(index["crds"], serde_json::json!(["widgets.example.com"]));
+    let widget: serde_json::Value = serde_json::from_slice(
+        &repo.read_document(manifests, "manifests/example.com/v1/widgets/w1.json").await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(widget["spec"]["size"], 3);
+    for (claim, snap) in snaps.iter().filter(|s| s["kind"] == "volume").map(|s| (s["pvc"].as_str().unwrap(), s["id"].as_str().unwrap())) {
+        let out = f.dir.path().join(format!("restored-{claim}"));
+        repo.restore(snap, &out).await.unwrap();
+        tree::assert_same(&f.volume(claim), &out);
+    }
+    // Stock restic agrees.
+    let copy = tempfile::tempdir().unwrap();
+    let view = PointInTime::new(store.clone(), &repository, end).await.unwrap();
+    restic::copy_repository(&view, &repository, copy.path()).await;
+    restic::check(copy.path(), &password);
+
+    // No change: almost nothing uploaded. One file changed: about that file.
+    let second = f.k10.run(&["policy", "run", "shop-backup", "--wait"]).ok();
+    let uploaded = |c: &serde_json::Value| c["spec"]["uploadedBytes"].as_u64().unwrap();
+    let contents = f.contents();
+    println!("uploaded: first {} bytes, no change {} bytes", uploaded(&contents[0]), uploaded(&contents[1]));
+    assert!(uploaded(&contents[1]) < 256 * 1024, "{}", second.stdout);
+    std::fs::write(f.volume("data").join("changed.bin"), tree::noise(9, 4 * 1024 * 1024)).unwrap();
+    f.k10.run(&["policy", "run", "shop-backup", "--wait"]).ok();
+
+    // Retention hourly=2: the third run retired the first; its data stays readable as of its time.
+    let contents = f.contents();
+    assert_eq!(contents.len(), 2, "the oldest restore point was retired");
+    let third = uploaded(&contents[1]);
+    println!("uploaded after changing a 4 MiB file: {third} bytes");
+    assert!((4 * 1024 * 1024..5 * 1024 * 1024).contains(&third), "{third}");
+    let live = Repo::open(store.clone(), &repository, &password).await.unwrap();
+    let live_ids: Vec<String> = live.snapshots().await.unwrap().into_iter().map(|s| s.id).collect();
+    assert!(!live_ids.contains(&manifests.to_string()), "the retired snapshot is forgotten");
+    let old = Repo::<ReadOnly>::open_at(store.clone(), &repository, end, &password).await.unwrap();
+    let data_snap = snaps.iter().find(|s| s["pvc"] == "data").unwrap()["id"].as_str().unwrap();
+    let out = f.dir.path().join("retired-data");
+    old.restore(data_snap, &out).await.unwrap();
+    tree::assert_same(&tree_without(&f.volume("data"), "changed.bin", f.dir.path()), &out);
+
+    // Listing and retiring through the CLI.
+    let table = f.k10.run(&["restorepoint", "list", "-n", "shop"]).ok().stdout;
+    println!("{table}");
+    assert!(table.contains("shop-backup") && table.contains("immutable") && table.contains("yes"), "{table}");
+    let all = f.k10.run(&["restorepoint", "list", "-A"]).ok().stdout;
+    assert_eq!(all.lines().count(), 3, "{all}");
+    let name = contents[0]["spec"]["restorePointRef"]["name"].as_str().unwrap();
+    let card = f.k10.run(&["restorepoint", "get", name, "-n", "shop"]).ok().stdout;
+    assert!(card.contains("Protected Until:") && card.contains("volume data"), "{card}");
+    f.k10.run(&["restorepoint", "retire", name, "-n", "shop"]).ok();
+    assert_eq!(f.contents().len(), 1);
+    f.k10.run(&["restorepoint", "get", name, "-n", "shop"]).fails_with(&["not found"]);
+}
+
+/// A copy of `dir` without one file (what the volume looked like before it was added).
+fn tree_without(dir: &Path, file: &str, scratch: &Path) -> PathBuf {
+    let copy = scratch.join("before-change");
+    let status = Command::new("cp").arg("-a").arg(dir).arg(&copy).status().unwrap();
+    assert!(status.success());
+    std::fs::remove_file(copy.join(file)).unwrap();
+    copy
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_leaves_no_restore_point_and_the_next_succeeds() {
+    let f = Fixture::new().await;
+    std::fs::write(f.volume("data").join("big.bin"), tree::noise(1, 60 * 1024 * 1024)).unwrap();
+    std::fs::write(f.volume("www-db-0").join("big.bin"), tree::noise(2, 60 * 1024 * 1024)).unwrap();
+    f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
+
+    // A node failure mid-run: the second data mover's pod is deleted while it runs.
+    let kubeconfig = f.server.kubeconfig_path().to_path_buf();
+    let killer = std::thread::spawn(move || {
+        for _ in 0..600 {
+            let out = Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["get", "pods", "-n", "shop", "-o", "name"])
+                .output()
+                .unwrap();
+            let pods = String::from_utf8_lossy(&out.stdout).into_owned();
+            if let Some(pod) = pods.lines().find(|p| p.contains("-1-")) {
+                Command::new("kubectl").arg("--kubeconfig").arg(&kubeconfig).args(["delete", "-n", "shop", pod]).output().unwrap();
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    });
+    let failed = f.k10.run(&["policy", "run", "p", "--wait"]);
+    assert!(killer.join().unwrap(), "the second data mover never ran");
+    failed.fails_with(&["backup of namespace \"shop\" failed", "no restore point was created"]);
+    assert!(f.contents().is_empty(), "a failed run left a restore point");
+    let points = f.json(&["get", "restorepoints.apps.kio.kasten.io", "-n", "shop"]);
+    assert!(points["items"].as_array().unwrap().is_empty());
+    // What the failed run wrote is forgotten: the repository lists no snapshot.
+    let uid = f.json(&["get", "namespace", "shop"])["metadata"]["uid"].as_str().unwrap().to_string();
+    let repository = format!("k10/{}/repos/{uid}/", f.server.default_namespace_uid());
+    let password = f.password(&format!("k10-repo-{uid}"));
+    let repo = Repo::open(f.storage(), &repository, &password).await.unwrap();
+    assert!(repo.snapshots().await.unwrap().is_empty());
+
+    f.k10.run(&["policy", "run", "p", "--wait"]).ok();
+    assert_eq!(f.contents().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_policies_are_refused() {
+    let f = Fixture::new().await;
+    f.k10
+        .run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "nope"])
+        .fails_with(&["profile \"nope\" not found"]);
+    f.k10
+        .run(&["policy", "create", "p", "--namespaces", "shop,ghost", "--profile", "immutable"])
+        .fails_with(&["namespace \"ghost\" not found"]);
+    f.k10
+        .run(&["profile", "create", "plain", "--bucket", &f.bucket, "--endpoint", &f.s3.endpoint])
+        .ok();
+    f.k10
+        .run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "plain", "--require-immutable"])
+        .fails_with(&["profile \"plain\" is not immutable"]);
+    f.k10
+        .run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable", "--frequency", "every tuesday"])
+        .fails_with(&["invalid frequency"]);
+    f.k10
+        .run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable", "--retention", "hourly=x"])
+        .fails_with(&["not a whole number"]);
+    assert!(f.json(&["get", "policies.config.kio.kasten.io", "-n", "kasten-io"])["items"].as_array().unwrap().is_empty());
+
+    // A scheduled policy becomes a CronJob running the product.
+    f.k10
+        .run(&["policy", "create", "hourly", "--namespaces", "shop", "--profile", "immutable", "--frequency", "@hourly"])
+        .ok();
+    let cron = f.json(&["get", "cronjob", "k10-policy-hourly", "-n", "kasten-io"]);
+    assert_eq!(cron["spec"]["schedule"], "@hourly");
+    let container = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"], serde_json::json!(["kubectl-k10"]));
+    assert_eq!(container["args"], serde_json::json!(["policy", "run", "hourly", "--wait"]));
+    f.k10.run(&["policy", "delete", "hourly"]).ok();
+    assert!(f.json(&["get", "cronjobs", "-n", "kasten-io"])["items"].as_array().unwrap().is_empty());
+}
