@@ -408,3 +408,46 @@ async fn bad_policies_are_refused() {
     f.k10.run(&["policy", "delete", "hourly"]).ok();
     assert!(f.json(&["get", "cronjobs", "-n", "kasten-io"])["items"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crds_rbac_and_background_runs_work_with_kubectl() {
+    let f = Fixture::new().await;
+    std::fs::write(f.volume("data").join("a.txt"), b"a").unwrap();
+    // install applied the ServiceAccount and the RBAC the commands need.
+    f.kubectl(&["get", "serviceaccount", "k10", "-n", "kasten-io"]);
+    let role = f.json(&["get", "clusterrole", "k10"]);
+    let rules = role["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["resources"] == serde_json::json!(["restorepoints", "restorepointcontents"])));
+    let binding = f.json(&["get", "clusterrolebinding", "k10"]);
+    assert_eq!(binding["subjects"][0]["name"], "k10");
+    // A Policy written by hand with K10's field names is read by the product.
+    f.kubectl_apply(
+        r#"
+apiVersion: config.kio.kasten.io/v1alpha1
+kind: Policy
+metadata: {name: by-hand, namespace: kasten-io}
+spec:
+  frequency: "@onDemand"
+  retention: {daily: 7}
+  selector:
+    matchExpressions:
+    - {key: k10.kasten.io/appNamespace, operator: In, values: [shop]}
+  actions:
+  - action: backup
+  - action: export
+    exportParameters:
+      frequency: "@onDemand"
+      profile: {name: immutable, namespace: kasten-io}
+      exportData: {enabled: true}
+"#,
+    );
+    let list = f.k10.run(&["policy", "list"]).ok().stdout;
+    assert!(list.contains("by-hand") && list.contains("daily=7"), "{list}");
+    // Without --wait, a Job in kasten-io runs the policy (here through the stand-in kubelet).
+    let out = f.k10.run(&["policy", "run", "by-hand"]).ok().stdout;
+    let job = out.split("Job kasten-io/").nth(1).unwrap().split(';').next().unwrap().to_string();
+    f.kubectl(&["wait", "--for=condition=complete", "--timeout=120s", &format!("job/{job}"), "-n", "kasten-io"]);
+    assert_eq!(f.contents().len(), 1);
+    let policy = f.json(&["get", "policies.config.kio.kasten.io", "by-hand", "-n", "kasten-io"]);
+    assert_eq!(policy["status"]["lastRunResult"], "Succeeded");
+}

@@ -377,7 +377,9 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let result = backup::run_policy(cluster, &policy, require_immutable, &|line| eprintln!("{line}")).await;
+    let progress = output::Progress::new();
+    let result = backup::run_policy(cluster, &policy, require_immutable, &|line| progress.step(line)).await;
+    progress.finish();
     let (outcome, status) = match &result {
         Ok(_) => ("Succeeded".to_string(), Ok(())),
         Err(e) => (format!("Failed: {e}"), Err(())),
