@@ -16,3 +16,4 @@ pub mod cli;
 pub mod k8s;
 pub mod objectstore;
 pub mod repo;
+pub mod restore;

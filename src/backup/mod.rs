@@ -343,6 +343,12 @@ impl NamespaceBackup<'_> {
         let capture = capture::capture(cluster, ns).await?;
         let count = capture.objects.len();
         let mut documents = capture.documents;
+        // The namespace's own labels and annotations, for a restore that recreates it.
+        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+        if let Some(ns_obj) = namespaces.get_opt(ns).await.map_err(|e| cluster.err(e, format!("read namespace {ns}")))? {
+            let meta = serde_json::json!({"labels": ns_obj.metadata.labels, "annotations": ns_obj.metadata.annotations});
+            documents.push(("namespace.json".into(), Bytes::from(serde_json::to_vec_pretty(&meta).expect("json"))));
+        }
         let index = serde_json::json!({
             "namespace": ns,
             "objects": capture.objects,

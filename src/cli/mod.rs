@@ -10,6 +10,7 @@ pub mod maintenance;
 pub mod output;
 pub mod policy;
 pub mod profile;
+pub mod restore;
 pub mod restorepoint;
 
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub enum Command {
     /// Restore points of applications.
     #[command(subcommand)]
     Restorepoint(restorepoint::RestorePointCommand),
+    /// Restore an application from a restore point, as it was when the backup ran.
+    Restore(restore::RestoreArgs),
     /// Retention maintenance: keep the locks of current backup data extended.
     #[command(subcommand)]
     Maintenance(maintenance::MaintenanceCommand),
@@ -95,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Maintenance(cmd) => maintenance::run(&cli.global, cmd).await,
         Command::Policy(cmd) => policy::run(&cli.global, cmd).await,
         Command::Restorepoint(cmd) => restorepoint::run(&cli.global, cmd).await,
+        Command::Restore(args) => restore::run(&cli.global, args).await,
         Command::Datamover(cmd) => datamover::run(cmd).await,
     }
 }

@@ -566,8 +566,10 @@ fn survey(dir: &Path) -> Result<u64> {
 /// Returns whether `dest` was created (so a failed restore can remove it again).
 fn prepare_destination(dest: &Path) -> Result<bool> {
     match std::fs::read_dir(dest) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
+        Ok(entries) => {
+            // A fresh filesystem's lost+found does not count.
+            let occupied = entries.flatten().any(|e| e.file_name() != "lost+found");
+            if occupied {
                 return Err(RepoError::DestinationNotEmpty(dest.display().to_string()));
             }
             Ok(false)

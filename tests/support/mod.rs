@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod app;
 pub mod cli;
 pub mod restic;
 pub mod s3;

@@ -1,0 +1,103 @@
+//! `kubectl k10 restore`: an application from a restore point, as it was when the backup ran.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+
+use super::output::Progress;
+use super::restorepoint::find_content;
+use super::GlobalArgs;
+use crate::api::K10_NAMESPACE;
+use crate::k8s::jobs::ProductJob;
+use crate::restore::{self, Existing, Options, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The RestorePoint (in -n) or RestorePointContent to restore.
+    pub restore_point: String,
+    /// Restore into this namespace instead of the original one.
+    #[arg(long)]
+    pub target_namespace: Option<String>,
+    /// Only these kinds (or resource names), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub include: Vec<String>,
+    /// Not these kinds (or resource names), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// What to do with objects that already exist.
+    #[arg(long, value_enum, default_value_t = Existing::Skip)]
+    pub existing: Existing,
+    /// Restore here and wait for the result (otherwise a Job in kasten-io runs it).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
+    let cluster = global.cluster().connect().await?;
+    let content = find_content(&cluster, &args.restore_point).await?;
+    if !args.wait {
+        let mut job_args = vec![
+            "restore".to_string(),
+            content.metadata.name.clone().unwrap_or_default(),
+            "--wait".into(),
+            "--existing".into(),
+            format!("{:?}", args.existing).to_lowercase(),
+        ];
+        if let Some(t) = &args.target_namespace {
+            job_args.extend(["--target-namespace".into(), t.clone()]);
+        }
+        if !args.include.is_empty() {
+            job_args.extend(["--include".into(), args.include.join(",")]);
+        }
+        if !args.exclude.is_empty() {
+            job_args.extend(["--exclude".into(), args.exclude.join(",")]);
+        }
+        let job = ProductJob {
+            namespace: K10_NAMESPACE.into(),
+            name: format!("k10-restore-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
+            args: job_args,
+            secret_env: BTreeMap::new(),
+            mount: None,
+            node_name: None,
+            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+            timeout: std::time::Duration::from_secs(24 * 3600),
+        };
+        job.start(&cluster).await?;
+        println!("restore is running in Job {K10_NAMESPACE}/{0}; follow it with `kubectl logs -f job/{0} -n {K10_NAMESPACE}`", job.name);
+        return Ok(());
+    }
+    let options = Options {
+        target_namespace: args.target_namespace,
+        include: args.include,
+        exclude: args.exclude,
+        existing: args.existing,
+    };
+    let progress = Progress::new();
+    let started = std::time::Instant::now();
+    let report = restore::restore(&cluster, &content, &options, &|line| progress.step(line)).await;
+    progress.finish();
+    let report = report?;
+    let print = |what: &str, outcome: &Outcome| {
+        let (mark, text) = match outcome {
+            Outcome::Created => ("created ", String::new()),
+            Outcome::Replaced => ("replaced", String::new()),
+            Outcome::Skipped => ("skipped ", " (exists; --existing replace overwrites it)".to_string()),
+            Outcome::Failed(why) => ("FAILED  ", format!(": {why}")),
+        };
+        println!("{mark} {what}{text}");
+    };
+    for (what, outcome) in &report.steps {
+        print(what, outcome);
+    }
+    let failed = report.failed();
+    if failed > 0 {
+        bail!("restore into namespace {} finished with {failed} failure(s) (listed above)", report.namespace);
+    }
+    println!(
+        "restored {} into namespace {} in {:.1} s",
+        content.spec.restore_point_ref.name,
+        report.namespace,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

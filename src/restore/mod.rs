@@ -1,0 +1,373 @@
+//! Restoring an application from a restore point, as it was when the backup took place.
+//!
+//! The repository is always opened as of the restore point's end time (the store's clock), so
+//! whatever was deleted, overwritten or retired since does not matter. Resources are recreated in
+//! dependency order with server-set fields stripped; each volume is created, then filled by a data
+//! mover Job, and only then are the workloads that mount it created.
+
+pub mod strip;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, PostParams};
+
+use crate::api::{RestorePointContent, K10_NAMESPACE};
+use crate::backup::capture::CapturedObject;
+use crate::backup::{repository_password, BackupError};
+use crate::catalog::{self, CatalogError};
+use crate::datamover::{self, Target};
+use crate::k8s::jobs::{JobError, Mount, ProductJob};
+use crate::k8s::{Cluster, K8sError};
+use crate::repo::{ReadOnly, Repo, RepoError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("the restore point's profile {name:?} no longer exists in {namespace}; create a profile named {name:?} on the same bucket (a plain one is enough) and retry")]
+    ProfileMissing { name: String, namespace: String },
+    #[error("the repository password Secret {K10_NAMESPACE}/{0} is missing; restore the catalog with `kubectl-k10 dr restore` (it brings the repository passwords back)")]
+    PasswordMissing(String),
+    #[error("the restore point has no manifests snapshot: it is not restorable")]
+    NoManifests,
+    #[error("the restore point's end time {0:?} is not a valid time")]
+    BadEndTime(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    K8s(#[from] K8sError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    Job(#[from] JobError),
+}
+
+pub type Result<T, E = RestoreError> = std::result::Result<T, E>;
+
+/// What to do with an object that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Existing {
+    /// Leave it, and say so.
+    #[default]
+    Skip,
+    /// Delete it and create the restored one.
+    Replace,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub target_namespace: Option<String>,
+    /// Kinds (or plural resource names) to restore; empty: all.
+    pub include: Vec<String>,
+    /// Kinds (or plural resource names) not to restore.
+    pub exclude: Vec<String>,
+    pub existing: Existing,
+}
+
+/// One object's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Replaced,
+    /// It existed and `--existing skip` left it.
+    Skipped,
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub namespace: String,
+    /// `Kind/name` (or `volume data of <claim>`) and what happened, in the order of the restore.
+    pub steps: Vec<(String, Outcome)>,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+            .count()
+    }
+}
+
+/// Restore order: lower first. Workloads and custom resources come after the volumes are filled.
+fn priority(o: &CapturedObject) -> u8 {
+    match (o.group.as_str(), o.plural.as_str()) {
+        ("", "persistentvolumeclaims") => 0,
+        ("", "secrets") => 1,
+        ("", "configmaps") => 2,
+        ("", "serviceaccounts") => 3,
+        ("rbac.authorization.k8s.io", "roles") => 4,
+        ("rbac.authorization.k8s.io", "rolebindings") => 5,
+        ("", "services") => 6,
+        ("", "limitranges") | ("", "resourcequotas") => 6,
+        _ => 10,
+    }
+}
+
+/// Priorities up to this are restored before the volume data.
+const BEFORE_DATA: u8 = 6;
+const JOB_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+fn wanted(o: &CapturedObject, options: &Options) -> bool {
+    let matches = |list: &[String]| {
+        list.iter()
+            .any(|k| k.eq_ignore_ascii_case(&o.kind) || k.eq_ignore_ascii_case(&o.plural))
+    };
+    (options.include.is_empty() || matches(&options.include)) && !matches(&options.exclude)
+}
+
+/// Restores the application of `content` into its namespace (or the target namespace).
+pub async fn restore(
+    cluster: &Cluster,
+    content: &RestorePointContent,
+    options: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report> {
+    let spec = &content.spec;
+    let mut k10 = cluster.clone();
+    k10.namespace = spec.profile.namespace.clone();
+    let profile = match catalog::get_profile(&k10, &spec.profile.name).await {
+        Ok(p) => p,
+        Err(CatalogError::ProfileNotFound { name, namespace }) => {
+            return Err(RestoreError::ProfileMissing { name, namespace })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let password = repository_password(cluster, &spec.password_secret, false)
+        .await?
+        .ok_or_else(|| RestoreError::PasswordMissing(spec.password_secret.clone()))?;
+    let end = chrono::DateTime::parse_from_rfc3339(&spec.end_time)
+        .map_err(|_| RestoreError::BadEndTime(spec.end_time.clone()))?
+        .to_utc();
+    let storage = catalog::profile_storage(cluster, &profile).await?;
+    progress(&format!("opening {} as of {}", spec.repository, spec.end_time));
+    let repo = Repo::<ReadOnly>::open_at(storage, &spec.repository, end, &password).await?;
+    let manifests = spec
+        .snapshots
+        .iter()
+        .find(|s| s.kind == "manifests")
+        .ok_or(RestoreError::NoManifests)?;
+    let index: serde_json::Value = serde_json::from_slice(&repo.read_document(&manifests.id, "index.json").await?)
+        .map_err(|e| RepoError::Engine {
+            op: "read",
+            location: repo.location().to_string(),
+            message: format!("index.json is not JSON: {e}"),
+        })?;
+    let mut objects: Vec<CapturedObject> = serde_json::from_value(index["objects"].clone()).unwrap_or_default();
+    objects.retain(|o| wanted(o, options));
+    objects.sort_by_key(priority);
+    let target = options.target_namespace.clone().unwrap_or_else(|| spec.source_namespace.clone());
+    let mut report = Report {
+        namespace: target.clone(),
+        ..Default::default()
+    };
+
+    // The namespace, then the CRDs the custom resources need.
+    ensure_namespace(cluster, &repo, &manifests.id, &target).await?;
+    for crd in index["crds"].as_array().into_iter().flatten().filter_map(|c| c.as_str()) {
+        let group = crd.split_once('.').map(|(_, g)| g).unwrap_or_default();
+        if !objects.iter().any(|o| o.group == group) {
+            continue;
+        }
+        let doc = repo.read_document(&manifests.id, &format!("crds/{crd}.json")).await?;
+        let outcome = ensure_crd(cluster, &doc).await;
+        report.steps.push((format!("CustomResourceDefinition/{crd}"), outcome));
+    }
+
+    let (early, late): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| priority(o) <= BEFORE_DATA);
+    let mut restored_claims = Vec::new();
+    for o in &early {
+        progress(&format!("{}/{}", o.kind, o.name));
+        let outcome = restore_object(cluster, &repo, &manifests.id, o, &target, options.existing).await;
+        if o.plural == "persistentvolumeclaims" && matches!(outcome, Outcome::Created | Outcome::Replaced) {
+            restored_claims.push(o.name.clone());
+        }
+        report.steps.push((format!("{}/{}", o.kind, o.name), outcome));
+    }
+
+    // Volume data, before anything mounts it.
+    let os = profile.object_store();
+    let data_target = Target {
+        repository: spec.repository.clone(),
+        bucket: os.name.clone(),
+        region: os.region.clone(),
+        endpoint: os.endpoint.clone(),
+        skip_ssl_verify: os.skip_ssl_verify,
+        protection_days: None,
+    };
+    let credentials = catalog::profile_credentials(cluster, &profile).await?;
+    for (i, snap) in spec.snapshots.iter().filter(|s| s.kind == "volume").enumerate() {
+        let claim = snap.pvc.clone().unwrap_or_default();
+        if !restored_claims.contains(&claim) {
+            report.steps.push((format!("volume data of {claim}"), Outcome::Skipped));
+            continue;
+        }
+        progress(&format!("volume {claim}: restoring data"));
+        let mut args = vec![
+            "datamover".to_string(),
+            "restore".into(),
+            "--path".into(),
+            "/data".into(),
+            "--snapshot".into(),
+            snap.id.clone(),
+            "--as-of".into(),
+            spec.end_time.clone(),
+        ];
+        args.extend(data_target.args());
+        let job = ProductJob {
+            namespace: target.clone(),
+            name: format!("k10-restore-{}-{i}", &snap.id[..12]),
+            args,
+            secret_env: BTreeMap::from([
+                (datamover::ENV_ACCESS_KEY.into(), credentials.access_key_id.clone()),
+                (datamover::ENV_SECRET_KEY.into(), credentials.secret_access_key.clone()),
+                (datamover::ENV_PASSWORD.into(), password.clone()),
+            ]),
+            mount: Some(Mount {
+                claim: claim.clone(),
+                path: "/data".into(),
+                read_only: false,
+            }),
+            node_name: None,
+            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+            timeout: JOB_TIMEOUT,
+        };
+        match job.run(cluster).await {
+            Ok(()) => report.steps.push((format!("volume data of {claim}"), Outcome::Created)),
+            Err(e) => report.steps.push((format!("volume data of {claim}"), Outcome::Failed(e.to_string()))),
+        }
+    }
+
+    // Workloads and everything else, once their volumes are filled.
+    for o in &late {
+        progress(&format!("{}/{}", o.kind, o.name));
+        let outcome = restore_object(cluster, &repo, &manifests.id, o, &target, options.existing).await;
+        report.steps.push((format!("{}/{}", o.kind, o.name), outcome));
+    }
+    Ok(report)
+}
+
+async fn ensure_namespace(cluster: &Cluster, repo: &Repo<ReadOnly>, manifests: &str, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    if api
+        .get_opt(name)
+        .await
+        .map_err(|e| cluster.err(e, format!("read namespace {name}")))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let meta: serde_json::Value = match repo.read_document(manifests, "namespace.json").await {
+        Ok(doc) => serde_json::from_slice(&doc).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let mut labels: BTreeMap<String, String> = serde_json::from_value(meta["labels"].clone()).unwrap_or_default();
+    labels.insert("kubernetes.io/metadata.name".into(), name.into());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels),
+            annotations: serde_json::from_value(meta["annotations"].clone()).ok(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &ns)
+        .await
+        .map_err(|e| cluster.err(e, format!("create namespace {name}")))?;
+    Ok(())
+}
+
+/// Creates a CRD if the cluster lacks it, and waits until it is established.
+async fn ensure_crd(cluster: &Cluster, doc: &[u8]) -> Outcome {
+    let Ok(mut crd) = serde_json::from_slice::<CustomResourceDefinition>(doc) else {
+        return Outcome::Failed("the captured CRD is not readable".into());
+    };
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    match api.get_opt(&name).await {
+        Ok(Some(_)) => return Outcome::Skipped,
+        Ok(None) => {}
+        Err(e) => return Outcome::Failed(cluster.err(e, format!("read CRD {name}")).to_string()),
+    }
+    crd.metadata = ObjectMeta {
+        name: Some(name.clone()),
+        labels: crd.metadata.labels.take(),
+        annotations: crd.metadata.annotations.take(),
+        ..Default::default()
+    };
+    crd.status = None;
+    if let Err(e) = api.create(&PostParams::default(), &crd).await {
+        return Outcome::Failed(cluster.err(e, format!("create CRD {name}")).to_string());
+    }
+    for _ in 0..100 {
+        if let Ok(Some(c)) = api.get_opt(&name).await {
+            let established = c
+                .status
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            if established {
+                return Outcome::Created;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Outcome::Failed(format!("CRD {name} was not established within 10 s"))
+}
+
+async fn restore_object(
+    cluster: &Cluster,
+    repo: &Repo<ReadOnly>,
+    manifests: &str,
+    o: &CapturedObject,
+    namespace: &str,
+    existing: Existing,
+) -> Outcome {
+    let doc = match repo.read_document(manifests, &o.path).await {
+        Ok(doc) => doc,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&doc) else {
+        return Outcome::Failed(format!("{} is not JSON", o.path));
+    };
+    strip::server_fields(&mut value, &o.group, &o.plural, namespace);
+    let Ok(obj) = serde_json::from_value::<DynamicObject>(value) else {
+        return Outcome::Failed(format!("{} is not a Kubernetes object", o.path));
+    };
+    let (group, version) = match o.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), o.api_version.clone()),
+    };
+    let resource = ApiResource {
+        group,
+        version,
+        api_version: o.api_version.clone(),
+        kind: o.kind.clone(),
+        plural: o.plural.clone(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), namespace, &resource);
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => Outcome::Created,
+        Err(kube::Error::Api(s)) if s.code == 409 => match existing {
+            Existing::Skip => Outcome::Skipped,
+            Existing::Replace => {
+                if let Err(e) = api.delete(&o.name, &DeleteParams::default()).await {
+                    return Outcome::Failed(cluster.err(e, format!("delete {}/{}", o.kind, o.name)).to_string());
+                }
+                for _ in 0..100 {
+                    match api.create(&PostParams::default(), &obj).await {
+                        Ok(_) => return Outcome::Replaced,
+                        Err(kube::Error::Api(s)) if s.code == 409 => tokio::time::sleep(Duration::from_millis(100)).await,
+                        Err(e) => return Outcome::Failed(cluster.err(e, format!("create {}/{}", o.kind, o.name)).to_string()),
+                    }
+                }
+                Outcome::Failed(format!("{}/{} was still being deleted after 10 s", o.kind, o.name))
+            }
+        },
+        Err(e) => Outcome::Failed(cluster.err(e, format!("create {}/{}", o.kind, o.name)).to_string()),
+    }
+}
