@@ -10,6 +10,7 @@ pub mod memory;
 pub mod pit;
 pub mod s3;
 pub mod storage;
+mod tls;
 pub mod validate;
 
 use std::fmt;
@@ -51,10 +52,6 @@ impl fmt::Debug for Credentials {
 pub enum StoreError {
     #[error("invalid endpoint {endpoint:?}: {reason}; give a URL such as https://s3.example.com or http://127.0.0.1:8333")]
     InvalidEndpoint { endpoint: String, reason: String },
-    #[error(
-        "--skip-ssl-verify is not supported yet for https endpoints ({0}); use a certificate the system trusts"
-    )]
-    SkipSslVerifyUnsupported(String),
 }
 
 /// A connected S3 client for one location.
@@ -90,7 +87,7 @@ impl ObjectStore {
         if let Some(endpoint) = &location.endpoint {
             let url = check_endpoint(endpoint)?;
             if location.skip_ssl_verify && url.starts_with("https://") {
-                return Err(StoreError::SkipSslVerifyUnsupported(endpoint.clone()));
+                config = config.http_client(tls::insecure_http_client());
             }
             config = config.endpoint_url(url);
         }
@@ -147,7 +144,11 @@ impl Failure {
         R: HttpStatus + fmt::Debug + 'static,
     {
         match err {
-            SdkError::DispatchFailure(e) => Failure::Unreachable(root_cause(err).unwrap_or_else(|| format!("{e:?}"))),
+            SdkError::DispatchFailure(e) => Failure::Unreachable(
+                untrusted_certificate(err)
+                    .or_else(|| root_cause(err))
+                    .unwrap_or_else(|| format!("{e:?}")),
+            ),
             SdkError::TimeoutError(_) => Failure::Unreachable("the connection timed out".into()),
             SdkError::ResponseError(e) => Failure::NotS3(format!(
                 "unexpected answer (HTTP {})",
@@ -160,6 +161,11 @@ impl Failure {
             },
             other => Failure::NotS3(root_cause(other).unwrap_or_else(|| other.to_string())),
         }
+    }
+
+    /// True when the connection failed because the endpoint's TLS certificate was refused.
+    pub fn is_untrusted_certificate(&self) -> bool {
+        matches!(self, Failure::Unreachable(why) if why.starts_with(UNTRUSTED_CERTIFICATE))
     }
 
     pub fn code(&self) -> Option<&str> {
@@ -192,6 +198,35 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
     }
+}
+
+const UNTRUSTED_CERTIFICATE: &str = "the endpoint's TLS certificate is not trusted";
+
+/// Why TLS refused the server's certificate, with the way out, when that is why a call failed.
+fn untrusted_certificate(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rustls::CertificateError as Cert;
+    // `io::Error::source` skips its payload (the rustls error): follow `get_ref` instead.
+    let mut chain = std::iter::successors(Some(err), |e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => e.source(),
+    });
+    let cert = chain.find_map(|e| match e.downcast_ref::<rustls::Error>() {
+        Some(rustls::Error::InvalidCertificate(cert)) => Some(cert),
+        _ => None,
+    })?;
+    let why = match cert {
+        Cert::UnknownIssuer => "it is self-signed or from an unknown certificate authority".to_string(),
+        Cert::NotValidForName => "it is for another host name".to_string(),
+        Cert::Other(e) if e.to_string() == "CaUsedAsEndEntity" => {
+            "it is a self-signed CA certificate used as the server's".to_string()
+        }
+        Cert::Other(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    Some(format!(
+        "{UNTRUSTED_CERTIFICATE} ({why}); use a certificate the system trusts, or --skip-ssl-verify \
+         if you trust this endpoint"
+    ))
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {

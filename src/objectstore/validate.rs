@@ -124,6 +124,9 @@ pub async fn validate(store: &ObjectStore, scope: Scope) -> Report {
         Err(err) => {
             let failure = Failure::of(&err);
             match failure {
+                Failure::Unreachable(why) if failure.is_untrusted_certificate() => {
+                    checks.fail(CHECK_S3, format!("cannot connect to {endpoint}: {why}"))
+                }
                 Failure::Unreachable(why) => checks.fail(
                     CHECK_S3,
                     format!("cannot connect to {endpoint}: {why}; check the endpoint URL and that the store is running"),
