@@ -154,3 +154,55 @@ async fn bad_restores_are_refused_clearly() {
         .run(&["restore", &content, "--target-namespace", "x2", "--wait"])
         .fails_with(&["the restore point's profile \"immutable\" no longer exists"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_restores_into_a_throwaway_namespace_and_compares() {
+    let (f, content) = backed_up_app().await;
+    let out = f.k10.run(&["restorepoint", "verify", &content]).ok();
+    println!("{}", out.all());
+    assert!(out.stdout.contains("manifests and 2 volumes restored identical"), "{}", out.stdout);
+    let namespaces = f.kubectl(&["get", "namespaces", "-o", "name"]);
+    assert!(!namespaces.contains("k10-verify-"), "the throw-away namespace was left: {namespaces}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_pack_is_named_and_nothing_is_silently_restored() {
+    // Without Object Lock, data can be destroyed for good: a pack version is deleted.
+    let f = Fixture::new().await;
+    std::fs::write(f.volume("data").join("file.bin"), tree::noise(5, 2 * 1024 * 1024)).unwrap();
+    let plain = support::s3::unique_bucket("plain");
+    f.s3.create_plain_bucket(&plain).await;
+    f.s3.client()
+        .put_bucket_versioning()
+        .bucket(&plain)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    f.k10.run(&["profile", "create", "plain", "--bucket", &plain, "--endpoint", &f.s3.endpoint]).ok();
+    f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "plain"]).ok();
+    f.k10.run(&["policy", "run", "p", "--wait"]).ok();
+    let content = f.contents()[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let repository = f.contents()[0]["spec"]["repository"].as_str().unwrap().to_string();
+    let client = f.s3.client();
+    let listed = client.list_object_versions().bucket(&plain).prefix(format!("{repository}data/")).send().await.unwrap();
+    // The largest pack holds the file's data (tree packs are small).
+    let v = listed.versions().iter().max_by_key(|v| v.size().unwrap_or(0)).unwrap();
+    client.delete_object().bucket(&plain).key(v.key().unwrap()).version_id(v.version_id().unwrap()).send().await.unwrap();
+    let destroyed = [v.key().unwrap().rsplit('/').next().unwrap()[..8].to_string()];
+    let out = f.k10.run(&["restore", &content, "--target-namespace", "damaged", "--wait"]);
+    println!("{}", out.all());
+    let out = out.fails_with(&["FAILED", "volume data of data", "damaged", "finished with"]);
+    // The workload that mounts it is not started on empty data; the other volume is restored.
+    assert!(out.stdout.contains("FAILED   Deployment/web: not created: the data of its volume data could not be restored"), "{}", out.stdout);
+    assert!(out.stdout.contains("created  volume data of www-db-0"), "{}", out.stdout);
+    assert!(!out.all().contains("rustic repair"), "{}", out.all());
+    assert!(destroyed.iter().any(|p| out.all().contains(p.as_str())), "no destroyed pack named: {destroyed:?}");
+    // The volume is left empty rather than half-written.
+    let restored = f.server.volumes_root().join("damaged").join("data");
+    assert_eq!(std::fs::read_dir(&restored).map(|d| d.count()).unwrap_or(0), 0, "files were restored from damaged data");
+}

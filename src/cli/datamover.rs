@@ -30,6 +30,17 @@ pub enum DataMoverCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Compare the tree at --path with a snapshot of the repository as of --as-of.
+    Verify {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        snapshot: String,
+        #[arg(long)]
+        as_of: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
@@ -53,6 +64,22 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"snapshot": snapshot, "files": restored.files, "dirs": restored.dirs, "bytes": restored.bytes})
             );
+        }
+        DataMoverCommand::Verify {
+            path,
+            snapshot,
+            as_of,
+            target,
+        } => {
+            let at = parse_point_in_time(&as_of)?;
+            let differences = datamover::verify(&target, &snapshot, at, &path).await?;
+            for d in &differences {
+                println!("differs: {d}");
+            }
+            if !differences.is_empty() {
+                anyhow::bail!("{} difference(s) between the volume and snapshot {snapshot}", differences.len());
+            }
+            println!("{}", serde_json::json!({"snapshot": snapshot, "identical": true}));
         }
     }
     Ok(())

@@ -28,6 +28,9 @@ pub enum RestorePointCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Check that a restore point restores: restore it into a throw-away namespace, compare every
+    /// manifest and file with the repository, report, and delete the namespace.
+    Verify { name: String },
     /// Retire a restore point: its snapshots are forgotten (delete markers; locked data stays
     /// restorable as of its time) and the RestorePoint removed.
     Retire { name: String },
@@ -98,6 +101,24 @@ pub async fn run(global: &GlobalArgs, cmd: RestorePointCommand) -> anyhow::Resul
     match cmd {
         RestorePointCommand::List { all_namespaces, output } => list(&cluster, all_namespaces, output.format).await,
         RestorePointCommand::Get { name, output } => get(&cluster, &name, output.format).await,
+        RestorePointCommand::Verify { name } => {
+            let content = find_content(&cluster, &name).await?;
+            let progress = super::output::Progress::new();
+            let result = crate::restore::verify(&cluster, &content, &|line| progress.step(line)).await;
+            progress.finish();
+            let v = result?;
+            for d in &v.differences {
+                println!("differs: {d}");
+            }
+            if !v.differences.is_empty() {
+                anyhow::bail!("restore point {name} did not verify: {} difference(s) (listed above)", v.differences.len());
+            }
+            println!(
+                "verified {name}: {} manifests and {} volumes restored identical (in namespace {}, now deleted)",
+                v.manifests, v.volumes, v.namespace
+            );
+            Ok(())
+        }
         RestorePointCommand::Retire { name } => {
             backup::retire(&cluster, &cluster.namespace, &name).await?;
             println!("restore point {}/{name} retired (its data stays restorable as of its time)", cluster.namespace);

@@ -113,3 +113,10 @@ pub async fn restore(target: &Target, snapshot: &str, at: Time, path: &Path) -> 
     let repo = Repo::<ReadOnly>::open_at(storage, &target.repository, at, &env(ENV_PASSWORD)?).await?;
     Ok(repo.restore(snapshot, path).await?)
 }
+
+/// Compares the tree at `path` with a snapshot of the repository as it was at `at`.
+pub async fn verify(target: &Target, snapshot: &str, at: Time, path: &Path) -> Result<Vec<String>, DataMoverError> {
+    let storage = target.storage()?;
+    let repo = Repo::<ReadOnly>::open_at(storage, &target.repository, at, &env(ENV_PASSWORD)?).await?;
+    Ok(repo.compare(snapshot, path).await?)
+}

@@ -195,11 +195,12 @@ fn one_line(text: &str) -> String {
         .filter_map(|m| text.find(m))
         .min()
         .unwrap_or(text.len());
-    text[..cut]
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace("Message: ", "")
+    let text = text[..cut].split_whitespace().collect::<Vec<_>>().join(" ").replace("Message: ", "");
+    // The engine's own repair advice names its CLI, which k10's users do not have.
+    match text.find(" To repair: ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
 fn has_config(backends: &RepositoryBackends, location: &str) -> Result<bool> {
@@ -500,13 +501,101 @@ impl<M: Send + Sync + 'static> Repo<M> {
                 .get_snapshots(&[snapshot.id.as_str()])
                 .map_err(|e| engine("read", &location, e))?
                 .remove(0);
-            let node = repo.node_from_snapshot_and_path(&snap, &path).map_err(|_| RepoError::PathNotFound {
-                id: snapshot.id.clone(),
-                path: path.clone(),
-            })?;
+            let node = match repo.node_from_snapshot_and_path(&snap, &path) {
+                Ok(node) => node,
+                // Not there, or its tree unreadable: check which, and name the damage.
+                Err(_) => {
+                    let results = repo.check(CheckOptions::default()).map_err(|e| engine("read", &location, e))?;
+                    if !results.0.is_empty() {
+                        let detail = results.0.iter().map(|(_, e)| one_line(&e.to_string())).collect::<Vec<_>>().join("; ");
+                        return Err(RepoError::Damaged { location, detail });
+                    }
+                    return Err(RepoError::PathNotFound {
+                        id: snapshot.id.clone(),
+                        path: path.clone(),
+                    });
+                }
+            };
             let mut out = Vec::with_capacity(node.meta.size as usize);
             repo.dump(&node, &mut out).map_err(|e| engine("read", &location, e))?;
             Ok(Bytes::from(out))
+        })
+        .await
+    }
+
+    /// Compares a snapshot with the tree at `dir`: every entry's type, content, permission bits
+    /// and symlink target, and nothing extra in `dir`. Returns the differences (empty: identical).
+    pub async fn compare(&self, id: &str, dir: &Path) -> Result<Vec<String>> {
+        use std::os::unix::fs::PermissionsExt;
+        let snapshot = self.find(id).await?;
+        let (backends, key, location, dir) = (self.backends.clone(), self.key.clone(), self.location.clone(), dir.to_path_buf());
+        blocking("compare", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?
+                .to_indexed()
+                .map_err(|e| engine("compare", &location, e))?;
+            let snap = repo
+                .get_snapshots(&[snapshot.id.as_str()])
+                .map_err(|e| engine("compare", &location, e))?
+                .remove(0);
+            let root = repo
+                .node_from_snapshot_and_path(&snap, "")
+                .map_err(|e| engine("compare", &location, e))?;
+            let mut differences = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("compare", &location, e))? {
+                let (path, node) = entry.map_err(|e| engine("compare", &location, e))?;
+                let local = dir.join(&path);
+                seen.insert(path.clone());
+                let name = path.display();
+                let Ok(meta) = std::fs::symlink_metadata(&local) else {
+                    differences.push(format!("{name}: missing"));
+                    continue;
+                };
+                if let Some(mode) = node.meta.mode {
+                    if !meta.file_type().is_symlink() && meta.permissions().mode() & 0o777 != mode & 0o777 {
+                        differences.push(format!("{name}: mode {:o}, expected {:o}", meta.permissions().mode() & 0o777, mode & 0o777));
+                    }
+                }
+                match &node.node_type {
+                    NodeType::Dir if !meta.is_dir() => differences.push(format!("{name}: not a directory")),
+                    NodeType::Symlink { .. } => match std::fs::read_link(&local) {
+                        Ok(target) if target == node.node_type.to_link() => {}
+                        Ok(target) => differences.push(format!("{name}: links to {}, expected {}", target.display(), node.node_type.to_link().display())),
+                        Err(_) => differences.push(format!("{name}: not a symlink")),
+                    },
+                    NodeType::File => {
+                        if !meta.is_file() {
+                            differences.push(format!("{name}: not a file"));
+                            continue;
+                        }
+                        let mut expected = Vec::with_capacity(node.meta.size as usize);
+                        repo.dump(&node, &mut expected).map_err(|e| engine("compare", &location, e))?;
+                        match std::fs::read(&local) {
+                            Ok(actual) if actual == expected => {}
+                            Ok(actual) => differences.push(format!("{name}: content differs ({} bytes, expected {})", actual.len(), expected.len())),
+                            Err(e) => differences.push(format!("{name}: unreadable: {e}")),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // Nothing extra on disk.
+            let mut stack = vec![dir.clone()];
+            while let Some(d) = stack.pop() {
+                for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let path = entry.path();
+                    let rel = path.strip_prefix(&dir).unwrap_or(&path).to_path_buf();
+                    if rel.as_os_str() == "lost+found" {
+                        continue;
+                    }
+                    if !seen.contains(&rel) {
+                        differences.push(format!("{}: not in the snapshot", rel.display()));
+                    } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push(path);
+                    }
+                }
+            }
+            Ok(differences)
         })
         .await
     }

@@ -242,13 +242,59 @@ pub async fn restore(
         }
     }
 
-    // Workloads and everything else, once their volumes are filled.
+    // Workloads and everything else, once their volumes are filled; a workload whose volume could
+    // not be filled is not started on empty data.
+    let failed_claims: Vec<String> = report
+        .steps
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+        .filter_map(|(what, _)| what.strip_prefix("volume data of ").map(str::to_string))
+        .collect();
     for o in &late {
         progress(&format!("{}/{}", o.kind, o.name));
+        if !failed_claims.is_empty() {
+            let doc: serde_json::Value = match repo.read_document(&manifests.id, &o.path).await {
+                Ok(d) => serde_json::from_slice(&d).unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            if let Some(claim) = failed_claims.iter().find(|c| mounts(&doc, &o.name, c)) {
+                let why = format!("not created: the data of its volume {claim} could not be restored");
+                report.steps.push((format!("{}/{}", o.kind, o.name), Outcome::Failed(why)));
+                continue;
+            }
+        }
         let outcome = restore_object(cluster, &repo, &manifests.id, o, &target, options.existing).await;
         report.steps.push((format!("{}/{}", o.kind, o.name), outcome));
     }
     Ok(report)
+}
+
+/// Whether a captured workload mounts `claim`: a `claimName` anywhere in it, or a StatefulSet
+/// claim template that produces it (`<template>-<statefulset>-<ordinal>`).
+fn mounts(doc: &serde_json::Value, name: &str, claim: &str) -> bool {
+    fn claim_names(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("claimName", Some(c)) => out.push(c.to_string()),
+                        _ => claim_names(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| claim_names(i, out)),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    claim_names(doc, &mut names);
+    let templates = doc["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default();
+    names.iter().any(|n| n == claim)
+        || templates.iter().filter_map(|t| t["metadata"]["name"].as_str()).any(|t| {
+            claim
+                .strip_prefix(&format!("{t}-{name}-"))
+                .is_some_and(|ordinal| ordinal.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 async fn ensure_namespace(cluster: &Cluster, repo: &Repo<ReadOnly>, manifests: &str, name: &str) -> Result<()> {
@@ -370,4 +416,153 @@ async fn restore_object(
         },
         Err(e) => Outcome::Failed(cluster.err(e, format!("create {}/{}", o.kind, o.name)).to_string()),
     }
+}
+
+/// What `restorepoint verify` found.
+#[derive(Debug, Clone, Default)]
+pub struct Verification {
+    pub namespace: String,
+    pub manifests: usize,
+    pub volumes: usize,
+    pub differences: Vec<String>,
+}
+
+/// Restores a restore point into a throw-away namespace, compares every restored manifest and
+/// file with the repository, and deletes the namespace again.
+pub async fn verify(
+    cluster: &Cluster,
+    content: &RestorePointContent,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Verification> {
+    let namespace = format!("k10-verify-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    let options = Options {
+        target_namespace: Some(namespace.clone()),
+        ..Default::default()
+    };
+    let result = verify_in(cluster, content, &options, progress).await;
+    progress(&format!("deleting namespace {namespace}"));
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    let _ = namespaces.delete(&namespace, &DeleteParams::default()).await;
+    let mut verification = result?;
+    verification.namespace = namespace;
+    Ok(verification)
+}
+
+async fn verify_in(
+    cluster: &Cluster,
+    content: &RestorePointContent,
+    options: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Verification> {
+    let namespace = options.target_namespace.clone().expect("verify restores into its own namespace");
+    let report = restore(cluster, content, options, progress).await?;
+    let mut v = Verification::default();
+    for (what, outcome) in &report.steps {
+        match outcome {
+            Outcome::Failed(why) => v.differences.push(format!("{what}: restore failed: {why}")),
+            Outcome::Skipped if !what.starts_with("CustomResourceDefinition/") => {
+                v.differences.push(format!("{what}: already existed in the throw-away namespace"))
+            }
+            _ => {}
+        }
+    }
+    let spec = &content.spec;
+    let mut k10 = cluster.clone();
+    k10.namespace = spec.profile.namespace.clone();
+    let profile = catalog::get_profile(&k10, &spec.profile.name).await?;
+    let password = repository_password(cluster, &spec.password_secret, false)
+        .await?
+        .ok_or_else(|| RestoreError::PasswordMissing(spec.password_secret.clone()))?;
+    let end = chrono::DateTime::parse_from_rfc3339(&spec.end_time)
+        .map_err(|_| RestoreError::BadEndTime(spec.end_time.clone()))?
+        .to_utc();
+    let storage = catalog::profile_storage(cluster, &profile).await?;
+    let repo = Repo::<ReadOnly>::open_at(storage, &spec.repository, end, &password).await?;
+    let manifests = spec.snapshots.iter().find(|s| s.kind == "manifests").ok_or(RestoreError::NoManifests)?;
+    let index: serde_json::Value =
+        serde_json::from_slice(&repo.read_document(&manifests.id, "index.json").await?).unwrap_or_default();
+    let objects: Vec<CapturedObject> = serde_json::from_value(index["objects"].clone()).unwrap_or_default();
+
+    // Every manifest, as restored, equals the captured one once server-set fields are stripped.
+    progress("comparing manifests");
+    for o in &objects {
+        let mut captured: serde_json::Value =
+            serde_json::from_slice(&repo.read_document(&manifests.id, &o.path).await?).unwrap_or_default();
+        strip::server_fields(&mut captured, &o.group, &o.plural, &namespace);
+        let (group, version) = match o.api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), o.api_version.clone()),
+        };
+        let resource = ApiResource {
+            group,
+            version,
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            plural: o.plural.clone(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), &namespace, &resource);
+        match api.get_opt(&o.name).await {
+            Ok(Some(obj)) => {
+                let mut restored = serde_json::to_value(&obj).unwrap_or_default();
+                strip::server_fields(&mut restored, &o.group, &o.plural, &namespace);
+                if restored == captured {
+                    v.manifests += 1;
+                } else {
+                    v.differences.push(format!("{}/{}: the restored manifest differs from the captured one", o.kind, o.name));
+                }
+            }
+            Ok(None) => v.differences.push(format!("{}/{}: not restored", o.kind, o.name)),
+            Err(e) => v.differences.push(cluster.err(e, format!("read {}/{}", o.kind, o.name)).to_string()),
+        }
+    }
+
+    // Every volume, as restored, equals its snapshot file by file (compared in the cluster).
+    let os = profile.object_store();
+    let target = Target {
+        repository: spec.repository.clone(),
+        bucket: os.name.clone(),
+        region: os.region.clone(),
+        endpoint: os.endpoint.clone(),
+        skip_ssl_verify: os.skip_ssl_verify,
+        protection_days: None,
+    };
+    let credentials = catalog::profile_credentials(cluster, &profile).await?;
+    for (i, snap) in spec.snapshots.iter().filter(|s| s.kind == "volume").enumerate() {
+        let claim = snap.pvc.clone().unwrap_or_default();
+        progress(&format!("comparing volume {claim}"));
+        let mut args = vec![
+            "datamover".to_string(),
+            "verify".into(),
+            "--path".into(),
+            "/data".into(),
+            "--snapshot".into(),
+            snap.id.clone(),
+            "--as-of".into(),
+            spec.end_time.clone(),
+        ];
+        args.extend(target.args());
+        let job = ProductJob {
+            namespace: namespace.clone(),
+            name: format!("k10-verify-{}-{i}", &snap.id[..12]),
+            args,
+            secret_env: BTreeMap::from([
+                (datamover::ENV_ACCESS_KEY.into(), credentials.access_key_id.clone()),
+                (datamover::ENV_SECRET_KEY.into(), credentials.secret_access_key.clone()),
+                (datamover::ENV_PASSWORD.into(), password.clone()),
+            ]),
+            mount: Some(Mount {
+                claim: claim.clone(),
+                path: "/data".into(),
+                read_only: true,
+            }),
+            node_name: None,
+            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+            timeout: JOB_TIMEOUT,
+        };
+        match job.run(cluster).await {
+            Ok(()) => v.volumes += 1,
+            Err(e) => v.differences.push(format!("volume {claim}: {e}")),
+        }
+    }
+    Ok(v)
 }
