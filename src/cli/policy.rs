@@ -202,10 +202,13 @@ async fn create(
         .await
         .map_err(|e| cluster.err(e, format!("create policy {name:?}")))?;
     if let Some(schedule) = cron {
-        apply_cronjob(cluster, name, &schedule).await?;
+        apply_cronjob(cluster, name, &schedule, &["policy", "run", name, "--wait"]).await?;
         println!("policy {name:?} created: runs {frequency} (CronJob {K10_NAMESPACE}/{})", cronjob_name(name));
     } else {
         println!("policy {name:?} created: runs on demand (`kubectl k10 policy run {name}`)");
+    }
+    for w in super::dr::warnings(cluster).await? {
+        eprintln!("warning: {w}");
     }
     Ok(())
 }
@@ -214,12 +217,12 @@ fn cronjob_name(policy: &str) -> String {
     format!("k10-policy-{policy}")
 }
 
-/// The scheduled run: a CronJob running `kubectl-k10 policy run NAME --wait` in kasten-io.
-async fn apply_cronjob(cluster: &Cluster, policy: &str, schedule: &str) -> anyhow::Result<()> {
+/// The scheduled run: a CronJob running `kubectl-k10 <args>` in kasten-io.
+pub async fn apply_cronjob(cluster: &Cluster, policy: &str, schedule: &str, args: &[&str]) -> anyhow::Result<()> {
     let job = ProductJob {
         namespace: cluster.namespace.clone(),
         name: cronjob_name(policy),
-        args: vec!["policy".into(), "run".into(), policy.into(), "--wait".into()],
+        args: args.iter().map(|a| a.to_string()).collect(),
         secret_env: BTreeMap::new(),
         mount: None,
         node_name: None,

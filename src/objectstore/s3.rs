@@ -47,6 +47,14 @@ impl S3Storage {
         self.protection
     }
 
+    /// The bucket's default retention in days, if it has Object Lock with one.
+    pub async fn default_retention_days(&self) -> Option<u32> {
+        self.count();
+        let out = self.store.client.get_object_lock_configuration().bucket(self.bucket()).send().await.ok()?;
+        let rule = out.object_lock_configuration()?.rule()?.default_retention()?;
+        super::lock::retention_days(rule.days(), rule.years())
+    }
+
     fn bucket(&self) -> &str {
         self.store.bucket()
     }

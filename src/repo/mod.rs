@@ -488,6 +488,31 @@ impl<M: Send + Sync + 'static> Repo<M> {
         }
     }
 
+    /// The paths of the files in a snapshot.
+    pub async fn list_documents(&self, id: &str) -> Result<Vec<String>> {
+        let snapshot = self.find(id).await?;
+        let (backends, key, location) = (self.backends.clone(), self.key.clone(), self.location.clone());
+        blocking("list", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?
+                .to_indexed()
+                .map_err(|e| engine("list", &location, e))?;
+            let snap = repo
+                .get_snapshots(&[snapshot.id.as_str()])
+                .map_err(|e| engine("list", &location, e))?
+                .remove(0);
+            let root = repo.node_from_snapshot_and_path(&snap, "").map_err(|e| engine("list", &location, e))?;
+            let mut out = Vec::new();
+            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("list", &location, e))? {
+                let (path, node) = entry.map_err(|e| engine("list", &location, e))?;
+                if matches!(node.node_type, NodeType::File) {
+                    out.push(path.to_string_lossy().into_owned());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Reads one file of a snapshot into memory.
     pub async fn read_document(&self, id: &str, path: &str) -> Result<Bytes> {
         let snapshot = self.find(id).await?;

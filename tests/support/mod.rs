@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod app;
 pub mod cli;
+pub mod helm;
 pub mod restic;
 pub mod s3;
 pub mod tree;

@@ -1,0 +1,474 @@
+//! Disaster recovery of the catalog: every Profile, Policy and restore point, with the profile
+//! credentials and repository passwords, exported as one snapshot of the catalog repository
+//! (`k10/<clusterID>/catalog/`), encrypted under a key derived from the DR passphrase (the
+//! passphrase itself is never stored in the bucket); and the restore of that catalog as of a point
+//! in time, into a new installation.
+
+use bytes::Bytes;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{Policy, Profile, RestorePoint, RestorePointContent, K10_NAMESPACE};
+use crate::backup::BackupError;
+use crate::catalog::{self, CatalogError};
+use crate::k8s::{Cluster, K8sError};
+use crate::objectstore::maintenance::record_writer;
+use crate::objectstore::storage::{Storage, StorageError, Time, VersionedStorage};
+use crate::repo::{layout, ReadOnly, Repo, RepoError};
+
+pub const DR_POLICY: &str = "k10-disaster-recovery-policy";
+pub const DEFAULT_PASSPHRASE_SECRET: &str = "k10-dr-secret";
+/// The annotation of the DR policy naming its passphrase Secret.
+pub const PASSPHRASE_ANNOTATION: &str = "k10.kasten.io/dr-passphrase-secret";
+const DR_TAG: &str = "kind=dr";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrError {
+    #[error("the DR passphrase Secret {K10_NAMESPACE}/{0} with key `key` is missing; create it with `kubectl create secret generic {0} -n {K10_NAMESPACE} --from-literal key=<passphrase>` and keep the passphrase safe outside the cluster")]
+    NoPassphrase(String),
+    #[error("disaster recovery is not enabled: run `kubectl k10 dr enable --profile <immutable profile>`")]
+    NotEnabled,
+    #[error("no catalog of cluster {id:?} in the bucket; cluster IDs found: {}", if .found.is_empty() { "none".to_string() } else { .found.join(", ") })]
+    UnknownCluster { id: String, found: Vec<String> },
+    #[error("no DR snapshot at or before {at}; the earliest available is from {earliest}")]
+    NothingBefore { at: String, earliest: String },
+    #[error("point in time {at} is older than the DR profile's protection period of {days} days allows (the earliest is {earliest}); choose a later time")]
+    TooOld { at: String, days: u32, earliest: String },
+    #[error("wrong DR passphrase for the catalog of cluster {0:?}: use the passphrase the source cluster's DR policy used")]
+    WrongPassphrase(String),
+    #[error("the catalog snapshot is unreadable: {0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    K8s(#[from] K8sError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+}
+
+pub type Result<T, E = DrError> = std::result::Result<T, E>;
+
+/// Reads the DR passphrase (key `key` of a Secret in kasten-io).
+pub async fn passphrase(cluster: &Cluster, secret: &str) -> Result<String> {
+    let api: Api<Secret> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+    let s = api
+        .get_opt(secret)
+        .await
+        .map_err(|e| cluster.err(e, format!("read Secret {K10_NAMESPACE}/{secret}")))?
+        .ok_or_else(|| DrError::NoPassphrase(secret.to_string()))?;
+    s.data
+        .and_then(|d| d.get("key").map(|b| String::from_utf8_lossy(&b.0).into_owned()))
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| DrError::NoPassphrase(secret.to_string()))
+}
+
+fn strip(value: &mut serde_json::Value) {
+    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        for f in ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink", "ownerReferences"] {
+            meta.remove(f);
+        }
+    }
+}
+
+fn document<T: Serialize>(path: String, obj: &T) -> (String, Bytes) {
+    let mut v = serde_json::to_value(obj).expect("objects serialize");
+    strip(&mut v);
+    (path, Bytes::from(serde_json::to_vec_pretty(&v).expect("json")))
+}
+
+/// What a DR run wrote.
+#[derive(Debug, Clone)]
+pub struct DrRun {
+    pub snapshot: String,
+    pub stored_at: Time,
+    pub profiles: usize,
+    pub policies: usize,
+    pub restore_points: usize,
+    pub secrets: usize,
+}
+
+/// Exports the catalog through the DR policy's profile.
+pub async fn run(cluster: &Cluster) -> Result<DrRun> {
+    let mut k10 = cluster.clone();
+    k10.namespace = K10_NAMESPACE.into();
+    let policies: Api<Policy> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+    let policy = policies
+        .get_opt(DR_POLICY)
+        .await
+        .map_err(|e| catalog::not_installed(cluster.err(e, "read the DR policy"), "Policy"))?
+        .ok_or(DrError::NotEnabled)?;
+    let secret_name = policy
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PASSPHRASE_ANNOTATION).cloned())
+        .unwrap_or_else(|| DEFAULT_PASSPHRASE_SECRET.into());
+    let passphrase = passphrase(cluster, &secret_name).await?;
+    let profile_ref = policy.export_profile().ok_or(DrError::NotEnabled)?;
+    let profile = catalog::get_profile(&k10, &profile_ref.name).await?;
+    let storage = catalog::profile_storage(cluster, &profile).await?;
+    let cluster_id = catalog::cluster_id(cluster).await?;
+    let prefix = layout::catalog_repository(&cluster_id);
+    if let (Some(period), Some(ledgers)) = (storage.protection(), layout::maintenance_ledgers(&prefix)) {
+        record_writer(storage.as_ref(), &ledgers, period).await?;
+    }
+
+    let mut documents = Vec::new();
+    let all_profiles: Vec<Profile> = list(cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE)).await?;
+    let all_policies: Vec<Policy> = list(cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE)).await?;
+    let contents: Vec<RestorePointContent> = list(cluster, Api::all(cluster.client.clone())).await?;
+    let points: Vec<RestorePoint> = list(cluster, Api::all(cluster.client.clone())).await?;
+    // The Secrets the catalog needs: profile credentials and repository passwords.
+    let mut secret_names: Vec<String> = all_profiles
+        .iter()
+        .map(|p| p.spec.location_spec.credential.secret.name.clone())
+        .collect();
+    secret_names.extend(contents.iter().map(|c| c.spec.password_secret.clone()));
+    secret_names.sort();
+    secret_names.dedup();
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+    let mut secret_count = 0;
+    for name in &secret_names {
+        if let Some(s) = secrets.get_opt(name).await.map_err(|e| cluster.err(e, format!("read Secret {name}")))? {
+            documents.push(document(format!("secrets/{name}.json"), &s));
+            secret_count += 1;
+        }
+    }
+    for p in &all_profiles {
+        documents.push(document(format!("profiles/{}.json", p.metadata.name.clone().unwrap_or_default()), p));
+    }
+    for p in &all_policies {
+        documents.push(document(format!("policies/{}.json", p.metadata.name.clone().unwrap_or_default()), p));
+    }
+    for c in &contents {
+        documents.push(document(format!("restorepointcontents/{}.json", c.metadata.name.clone().unwrap_or_default()), c));
+    }
+    for rp in &points {
+        let ns = rp.metadata.namespace.clone().unwrap_or_default();
+        documents.push(document(format!("restorepoints/{ns}/{}.json", rp.metadata.name.clone().unwrap_or_default()), rp));
+    }
+    let index = serde_json::json!({"clusterID": cluster_id, "drProfile": profile_ref.name});
+    documents.push(("index.json".into(), Bytes::from(index.to_string())));
+
+    let store: std::sync::Arc<dyn Storage> = storage.clone();
+    let repo = match Repo::open(store.clone(), &prefix, &passphrase).await {
+        Ok(r) => r,
+        Err(RepoError::NoRepository { .. }) => Repo::init(store, &prefix, &passphrase).await?,
+        Err(RepoError::WrongPassword { .. }) => return Err(DrError::WrongPassphrase(cluster_id)),
+        Err(e) => return Err(e.into()),
+    };
+    let snap = repo.backup_documents(documents, &[DR_TAG.into()]).await?;
+    let stored_at = repo.stored_at(&snap.id).await?;
+    Ok(DrRun {
+        snapshot: snap.id,
+        stored_at,
+        profiles: all_profiles.len(),
+        policies: all_policies.len(),
+        restore_points: contents.len(),
+        secrets: secret_count,
+    })
+}
+
+async fn list<K>(cluster: &Cluster, api: Api<K>) -> Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let kind = K::kind(&()).to_string();
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| catalog::not_installed(cluster.err(e, format!("list {kind}s")), "catalog"))?
+        .items)
+}
+
+/// The store times of the catalog's DR snapshots (every one ever written, retired or not).
+pub async fn snapshot_times(storage: &dyn VersionedStorage, cluster_id: &str) -> Result<Vec<Time>> {
+    let prefix = format!("{}snapshots/", layout::catalog_repository(cluster_id));
+    let mut times: Vec<Time> = storage
+        .list_versions(&prefix)
+        .await?
+        .into_iter()
+        .filter(|v| !v.delete_marker)
+        .map(|v| v.last_modified)
+        .collect();
+    times.sort();
+    Ok(times)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub source_cluster_id: String,
+    pub profile: String,
+    pub point_in_time: Option<Time>,
+    /// Any of `profiles`, `policies`, `secrets`.
+    pub skip: Vec<String>,
+    pub passphrase_secret: String,
+}
+
+/// What a DR restore recreated (or found already there).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreReport {
+    pub snapshot_time: String,
+    pub created: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// Recreates the catalog of `source_cluster_id` as it was at the newest DR snapshot at or before
+/// the point in time (or the newest). Every refusal happens before anything is written.
+pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<RestoreReport> {
+    let mut k10 = cluster.clone();
+    k10.namespace = K10_NAMESPACE.into();
+    let passphrase = passphrase(cluster, &options.passphrase_secret).await?;
+    let profile = catalog::get_profile(&k10, &options.profile).await?;
+    let storage = catalog::profile_storage(cluster, &profile).await?;
+    let id = &options.source_cluster_id;
+    let times = snapshot_times(storage.as_ref(), id).await?;
+    if times.is_empty() {
+        let keys = storage.list("k10/").await?;
+        let found = layout::cluster_ids(keys.iter().map(|o| o.key.as_str()));
+        return Err(DrError::UnknownCluster { id: id.clone(), found });
+    }
+    let now = chrono::Utc::now();
+    let at = options.point_in_time.unwrap_or(now);
+    if at < times[0] {
+        // Further back than the bucket's locks reach is a protection-period refusal.
+        if let Some(max_days) = storage.default_retention_days().await.and_then(|r| r.checked_sub(20)) {
+            let earliest = now - chrono::Duration::days(i64::from(max_days));
+            if at < earliest {
+                return Err(DrError::TooOld {
+                    at: at.to_rfc3339(),
+                    days: max_days,
+                    earliest: earliest.to_rfc3339(),
+                });
+            }
+        }
+        return Err(DrError::NothingBefore {
+            at: at.to_rfc3339(),
+            earliest: times[0].to_rfc3339(),
+        });
+    }
+    let prefix = layout::catalog_repository(id);
+    // With a point in time, the catalog as of then. Without one, the newest DR snapshot that still
+    // reads: after an attack, the newest versions of the keys may be garbage.
+    let candidates: Vec<Time> = match options.point_in_time {
+        Some(t) => vec![t],
+        None => times.iter().rev().copied().collect(),
+    };
+    let mut opened = None;
+    let mut last_error = None;
+    for t in candidates {
+        match Repo::<ReadOnly>::open_at(storage.clone(), &prefix, t, &passphrase).await {
+            Ok(r) => {
+                opened = Some(r);
+                break;
+            }
+            Err(RepoError::WrongPassword { .. }) => return Err(DrError::WrongPassphrase(id.clone())),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let repo = match (opened, last_error) {
+        (Some(r), _) => r,
+        (None, Some(e)) => return Err(e.into()),
+        (None, None) => unreachable!("there is at least one candidate"),
+    };
+    let snap = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .rfind(|s| s.tags.iter().any(|t| t == DR_TAG))
+        .ok_or_else(|| DrError::NothingBefore {
+            at: at.to_rfc3339(),
+            earliest: times[0].to_rfc3339(),
+        })?;
+    let read = |path: String| {
+        let repo = &repo;
+        let id = snap.id.clone();
+        async move {
+            let bytes = repo.read_document(&id, &path).await?;
+            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| DrError::Unreadable(format!("{path}: {e}")))
+        }
+    };
+    let index = read("index.json".into()).await?;
+    let listing = repo.list_documents(&snap.id).await?;
+
+    // The DR profile's protection period bounds how far back the restore may go.
+    if let Some(t) = options.point_in_time {
+        let dr_profile = index["drProfile"].as_str().unwrap_or_default().to_string();
+        if listing.contains(&format!("profiles/{dr_profile}.json")) {
+            let doc = read(format!("profiles/{dr_profile}.json")).await?;
+            if let Ok(p) = serde_json::from_value::<Profile>(doc) {
+                if let Some(period) = catalog::period_of(&p)? {
+                    let earliest = now - chrono::Duration::days(i64::from(period.days()));
+                    if t < earliest {
+                        return Err(DrError::TooOld {
+                            at: t.to_rfc3339(),
+                            days: period.days(),
+                            earliest: earliest.to_rfc3339(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    let mut report = RestoreReport {
+        snapshot_time: snap.time.to_rfc3339(),
+        ..Default::default()
+    };
+    let skip = |kind: &str| options.skip.iter().any(|s| s == kind);
+    let mut docs: Vec<&String> = listing.iter().collect();
+    // Secrets first (profiles reference them), then profiles, policies, contents, restore points.
+    let rank = |p: &str| ["secrets/", "profiles/", "policies/", "restorepointcontents/", "restorepoints/"]
+        .iter()
+        .position(|d| p.starts_with(d))
+        .unwrap_or(9);
+    docs.sort_by_key(|p| rank(p));
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    for path in docs {
+        let doc = read(path.clone()).await?;
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let created = if path.starts_with("secrets/") {
+            if skip("secrets") {
+                continue;
+            }
+            let s: Secret = from(doc)?;
+            create(cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), s).await?
+        } else if path.starts_with("profiles/") {
+            if skip("profiles") {
+                continue;
+            }
+            let p: Profile = from(doc)?;
+            create(cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), p).await?
+        } else if path.starts_with("policies/") {
+            if skip("policies") {
+                continue;
+            }
+            let p: Policy = from(doc)?;
+            create(cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), p).await?
+        } else if path.starts_with("restorepointcontents/") {
+            let c: RestorePointContent = from(doc)?;
+            create(cluster, Api::all(cluster.client.clone()), c).await?
+        } else if path.starts_with("restorepoints/") {
+            let rp: RestorePoint = from(doc)?;
+            let ns = rp.metadata.namespace.clone().unwrap_or_default();
+            // A restore point lives in its application's namespace, if that still exists; its
+            // content (cluster-scoped) is what a restore needs either way.
+            if namespaces.get_opt(&ns).await.map_err(|e| cluster.err(e, format!("read namespace {ns}")))?.is_none() {
+                report.skipped.push(format!("{path} (namespace {ns} does not exist; its content was restored)"));
+                continue;
+            }
+            create(cluster, Api::namespaced(cluster.client.clone(), &ns), rp).await?
+        } else {
+            continue;
+        };
+        let kind = match path.split('/').next().unwrap_or_default() {
+            "secrets" => "Secret",
+            "profiles" => "Profile",
+            "policies" => "Policy",
+            "restorepointcontents" => "RestorePointContent",
+            _ => "RestorePoint",
+        };
+        let what = format!("{kind} {name}");
+        if created {
+            report.created.push(what);
+        } else {
+            report.skipped.push(format!("{what} (exists)"));
+        }
+    }
+    Ok(report)
+}
+
+fn from<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T> {
+    serde_json::from_value(doc).map_err(|e| DrError::Unreadable(e.to_string()))
+}
+
+/// Creates an object unless one of that name exists; true when created.
+async fn create<K>(cluster: &Cluster, api: Api<K>, mut obj: K) -> Result<bool>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let meta: &mut ObjectMeta = obj.meta_mut();
+    meta.resource_version = None;
+    meta.uid = None;
+    let name = meta.name.clone().unwrap_or_default();
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(cluster.err(e, format!("create {name}")).into()),
+    }
+}
+
+/// Frequencies in seconds between runs (None: on demand).
+pub fn interval(frequency: &str) -> Option<u64> {
+    match frequency {
+        "@hourly" => Some(3600),
+        "@daily" => Some(86_400),
+        "@weekly" => Some(7 * 86_400),
+        "@monthly" => Some(30 * 86_400),
+        "@yearly" => Some(365 * 86_400),
+        "@onDemand" => None,
+        cron => {
+            let f: Vec<&str> = cron.split_whitespace().collect();
+            match f.as_slice() {
+                [m, ..] if m.starts_with('*') => Some(60),
+                [_, h, ..] if h.starts_with('*') => Some(3600),
+                [_, _, d, _, w] if d.starts_with('*') && w.starts_with('*') => Some(86_400),
+                _ => Some(7 * 86_400),
+            }
+        }
+    }
+}
+
+/// The recommendations of the immutable-backup workflow, as warnings.
+pub fn warnings(policies: &[Policy], profiles: &[Profile]) -> Vec<String> {
+    let period = |name: &str| {
+        profiles
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .and_then(|p| catalog::period_of(p).ok().flatten())
+    };
+    let Some(dr) = policies.iter().find(|p| p.metadata.name.as_deref() == Some(DR_POLICY)) else {
+        return vec!["disaster recovery is not enabled: without an immutable DR policy an attacker who retires restore points can make them unreachable (`kubectl k10 dr enable`)".into()];
+    };
+    let mut out = Vec::new();
+    let dr_profile = dr.export_profile().map(|p| p.name.clone()).unwrap_or_default();
+    let dr_period = period(&dr_profile);
+    if dr_period.is_none() {
+        out.push(format!("the DR profile {dr_profile:?} is not immutable: the catalog backups can be destroyed"));
+    }
+    let immutable: Vec<&Policy> = policies
+        .iter()
+        .filter(|p| p.metadata.name.as_deref() != Some(DR_POLICY))
+        .filter(|p| p.export_profile().is_some_and(|r| period(&r.name).is_some()))
+        .collect();
+    if let Some(fastest) = immutable.iter().filter_map(|p| interval(&p.spec.frequency).map(|i| (i, p))).min_by_key(|(i, _)| *i) {
+        let dr_interval = interval(&dr.spec.frequency).unwrap_or(u64::MAX);
+        if dr_interval > fastest.0 {
+            out.push(format!(
+                "the DR policy runs {} but policy {:?} exports to an immutable profile {}: run the DR policy at least as often",
+                dr.spec.frequency,
+                fastest.1.metadata.name.clone().unwrap_or_default(),
+                fastest.1.spec.frequency
+            ));
+        }
+    }
+    let longest = immutable
+        .iter()
+        .filter_map(|p| p.export_profile().and_then(|r| period(&r.name)).map(|d| (d, p)))
+        .max_by_key(|(d, _)| *d);
+    if let (Some(dr_days), Some((days, p))) = (dr_period, longest) {
+        if dr_days < days {
+            out.push(format!(
+                "the DR profile's protection period ({dr_days}) is shorter than that of policy {:?} ({days}): use a DR profile with at least {days}",
+                p.metadata.name.clone().unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
