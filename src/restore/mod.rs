@@ -181,7 +181,7 @@ pub async fn restore(
     let (early, late): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| priority(o) <= BEFORE_DATA);
     let mut restored_claims = Vec::new();
     for o in &early {
-        progress(&format!("{}/{}", o.kind, o.name));
+        progress(&format!("restoring {}/{}", o.kind, o.name));
         let outcome = restore_object(cluster, &repo, &manifests.id, o, &target, options.existing).await;
         if o.plural == "persistentvolumeclaims" && matches!(outcome, Outcome::Created | Outcome::Replaced) {
             restored_claims.push(o.name.clone());
@@ -251,7 +251,7 @@ pub async fn restore(
         .filter_map(|(what, _)| what.strip_prefix("volume data of ").map(str::to_string))
         .collect();
     for o in &late {
-        progress(&format!("{}/{}", o.kind, o.name));
+        progress(&format!("restoring {}/{}", o.kind, o.name));
         if !failed_claims.is_empty() {
             let doc: serde_json::Value = match repo.read_document(&manifests.id, &o.path).await {
                 Ok(d) => serde_json::from_slice(&d).unwrap_or_default(),
