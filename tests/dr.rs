@@ -8,7 +8,7 @@ use std::process::Command;
 use bytes::Bytes;
 use k10::objectstore::storage::Storage;
 use support::apiserver::{ApiServer, ApiServerOptions};
-use support::app::{Fixture};
+use support::app::Fixture;
 use support::cli::{binary, K10};
 use support::tree;
 
@@ -126,7 +126,11 @@ async fn the_catalog_comes_back_as_of_a_point_in_time_and_the_app_with_it() {
     assert_eq!(contents.lines().count(), 1, "at T2 only the second run's point existed: {contents}");
     assert!(!contents.contains(&first_name), "{contents}");
 
-    // Refusals, each with its message, and nothing created.
+    // Refusals, each with its message, and nothing changed.
+    let catalog = || {
+        kubectl(newest.kubeconfig_path(), &["get", "restorepointcontents.apps.kio.kasten.io,profiles.config.kio.kasten.io,policies.config.kio.kasten.io,secrets", "-A", "-o", "name"])
+    };
+    let before_refusals = catalog();
     let refuse = |args: &[&str], msg: &str| {
         let mut all = vec!["dr", "restore", "--profile", "recovery"];
         all.extend_from_slice(args);
@@ -143,4 +147,43 @@ async fn the_catalog_comes_back_as_of_a_point_in_time_and_the_app_with_it() {
     kubectl(newest.kubeconfig_path(), &["delete", "secret", "k10-dr-secret", "-n", "kasten-io"]);
     kubectl(newest.kubeconfig_path(), &["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=wrong"]);
     refuse(&["--source-cluster-id", &source_id], "wrong DR passphrase");
+    assert_eq!(before_refusals, catalog(), "a refused restore changed the catalog");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dr_enable_status_and_recommendations() {
+    let f = Fixture::new().await;
+    // Without the passphrase Secret, enabling is refused with how to create it.
+    f.k10
+        .run(&["dr", "enable", "--profile", "immutable"])
+        .fails_with(&["the DR passphrase Secret kasten-io/k10-dr-secret with key `key` is missing", "kubectl create secret generic k10-dr-secret"]);
+    let status = f.k10.run(&["dr", "status"]).ok().stdout;
+    assert!(status.contains("not enabled") && status.contains(&f.server.default_namespace_uid()), "{status}");
+    assert!(status.contains("warning: disaster recovery is not enabled"), "{status}");
+
+    // A DR policy on a plain profile that runs less often than an immutable policy: both warned.
+    f.kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=s3cret-passphrase"]);
+    f.k10.run(&["profile", "create", "plain", "--bucket", &f.bucket, "--endpoint", &f.s3.endpoint]).ok();
+    f.k10.run(&["dr", "enable", "--profile", "plain", "--frequency", "@daily"]).ok();
+    let created = f.k10.run(&["policy", "create", "hourly", "--namespaces", "shop", "--profile", "immutable", "--frequency", "@hourly"]).ok();
+    assert!(created.stderr.contains("warning: the DR policy runs @daily but policy \"hourly\" exports to an immutable profile @hourly"), "{}", created.stderr);
+    let status = f.k10.run(&["dr", "status"]).ok().stdout;
+    println!("{status}");
+    assert!(status.contains("DR Profile:") && status.contains("plain (NOT immutable)"), "{status}");
+    assert!(status.contains("warning: the DR profile \"plain\" is not immutable"), "{status}");
+    assert!(status.contains("Last DR Runs:") && status.contains("none yet"), "{status}");
+    f.k10.run(&["dr", "run"]).ok();
+    let status = f.k10.run(&["dr", "status"]).ok().stdout;
+    assert!(!status.contains("none yet"), "{status}");
+    assert!(status.lines().any(|l| l.starts_with("DR Snapshots:") && l.ends_with(" 1")), "{status}");
+    // The passphrase never reaches the bucket.
+    let store = f.storage();
+    for o in store.list("k10/").await.unwrap() {
+        let data = store.get(&o.key, None).await.unwrap();
+        assert!(!data.windows(17).any(|w| w == b"s3cret-passphrase"), "the passphrase is in {}", o.key);
+    }
+    // --skip-resource leaves those out; an unknown one is refused.
+    f.k10
+        .run(&["dr", "restore", "--source-cluster-id", "x", "--profile", "plain", "--skip-resource", "bogus"])
+        .fails_with(&["unknown --skip-resource \"bogus\""]);
 }

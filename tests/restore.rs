@@ -202,6 +202,7 @@ async fn a_damaged_pack_is_named_and_nothing_is_silently_restored() {
     assert!(out.stdout.contains("created  volume data of www-db-0"), "{}", out.stdout);
     assert!(!out.all().contains("rustic repair"), "{}", out.all());
     assert!(destroyed.iter().any(|p| out.all().contains(p.as_str())), "no destroyed pack named: {destroyed:?}");
+    assert!(out.all().contains("file(s) affected: file.bin"), "the affected file is not listed:\n{}", out.all());
     // The volume is left empty rather than half-written.
     let restored = f.server.volumes_root().join("damaged").join("data");
     assert_eq!(std::fs::read_dir(&restored).map(|d| d.count()).unwrap_or(0), 0, "files were restored from damaged data");

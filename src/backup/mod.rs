@@ -233,18 +233,17 @@ impl NamespaceBackup<'_> {
             Err(RepoError::NoRepository { .. }) => Repo::init(store, &repository, &password).await?,
             Err(e) => return Err(e.into()),
         };
-        let result = self.write(&repo, &run_id, &repository, &password).await;
-        match result {
-            Ok((snapshots, index_docs)) => {
-                self.record(&repo, &run_id, &repository, &secret_name, &uid, start, snapshots, index_docs)
-                    .await
-                    .inspect_err(|_| {})
+        let outcome = match self.write(&repo, &run_id, &repository, &password).await {
+            Ok((snapshots, manifests)) => {
+                self.record(&repo, &run_id, &repository, &secret_name, &uid, start, snapshots, manifests).await
             }
-            Err(e) => {
-                self.forget_run(&repo, &run_id).await;
-                Err(e)
-            }
+            Err(e) => Err(e),
+        };
+        if outcome.is_err() {
+            // No restore point refers to what this run wrote: forget it (delete markers only).
+            self.forget_run(&repo, &run_id).await;
         }
+        outcome
     }
 
     /// Backs up the volumes, then the manifests. Returns the snapshots and the manifest count.
@@ -445,7 +444,6 @@ impl NamespaceBackup<'_> {
         let points: Api<RestorePoint> = Api::namespaced(cluster.client.clone(), ns);
         if let Err(e) = points.create(&PostParams::default(), &point).await {
             let _ = contents.delete(&content_name, &DeleteParams::default()).await;
-            self.forget_run(repo, run_id).await;
             return Err(cluster.err(e, format!("create RestorePoint {ns}/{name}")).into());
         }
         let spec = &content.spec;

@@ -479,13 +479,43 @@ impl<M: Send + Sync + 'static> Repo<M> {
                 clear_destination(dest, created);
                 // Name the damage when the engine stopped on it.
                 if matches!(err, RepoError::Engine { .. }) {
-                    if let Err(damage @ RepoError::Damaged { .. }) = self.check(true).await {
-                        return Err(damage);
+                    if let Err(RepoError::Damaged { location, detail }) = self.check(true).await {
+                        let affected = self.unreadable_files(id).await.unwrap_or_default();
+                        let detail = match affected.len() {
+                            0 => detail,
+                            n => format!("{detail}; {n} file(s) affected: {}", affected.join(", ")),
+                        };
+                        return Err(RepoError::Damaged { location, detail });
                     }
                 }
                 Err(err)
             }
         }
+    }
+
+    /// The files of a snapshot whose data cannot be read back (after damage was found).
+    async fn unreadable_files(&self, id: &str) -> Result<Vec<String>> {
+        let snapshot = self.find(id).await?;
+        let (backends, key, location) = (self.backends.clone(), self.key.clone(), self.location.clone());
+        blocking("read", &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?
+                .to_indexed()
+                .map_err(|e| engine("read", &location, e))?;
+            let snap = repo
+                .get_snapshots(&[snapshot.id.as_str()])
+                .map_err(|e| engine("read", &location, e))?
+                .remove(0);
+            let root = repo.node_from_snapshot_and_path(&snap, "").map_err(|e| engine("read", &location, e))?;
+            let mut affected = Vec::new();
+            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("read", &location, e))? {
+                let (path, node) = entry.map_err(|e| engine("read", &location, e))?;
+                if matches!(node.node_type, NodeType::File) && repo.dump(&node, &mut std::io::sink()).is_err() {
+                    affected.push(path.display().to_string());
+                }
+            }
+            Ok(affected)
+        })
+        .await
     }
 
     /// The paths of the files in a snapshot.
