@@ -80,3 +80,14 @@ fn usage_errors_exit_with_2() {
     let run = K10::default().run(&["no-such-group"]);
     assert_eq!(run.code, 2, "{}", run.all());
 }
+
+#[test]
+fn completion_scripts_for_each_shell() {
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef kubectl-k10"), ("fish", "complete -c kubectl-k10")] {
+        let out = K10::default().run(&["completion", shell]).ok().stdout;
+        assert!(out.contains(marker), "{shell}: {}", &out[..out.len().min(300)]);
+        assert!(out.contains("restorepoint"), "{shell} completes the command groups");
+    }
+    let bad = K10::default().run(&["completion", "cmd.exe"]);
+    assert_eq!(bad.code, 2, "{}", bad.all());
+}

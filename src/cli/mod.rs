@@ -76,6 +76,11 @@ pub enum Command {
     /// Disaster recovery of the catalog (profiles, policies, restore points, keys).
     #[command(subcommand)]
     Dr(dr::DrCommand),
+    /// Print a shell completion script (e.g. `source <(kubectl k10 completion bash)`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The in-cluster data mover (run by Jobs).
     #[command(subcommand)]
     Datamover(datamover::DataMoverCommand),
@@ -105,6 +110,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => restore::run(&cli.global, args).await,
         Command::Datamover(cmd) => datamover::run(cmd).await,
         Command::Dr(cmd) => dr::run(&cli.global, cmd).await,
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            // Completes `kubectl-k10`; kubectl's own plugin completion calls it as `kubectl_complete-k10`.
+            clap_complete::generate(shell, &mut Cli::command(), "kubectl-k10", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
