@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod retention;
+pub mod snapshots;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub enum BackupError {
     },
     #[error(transparent)]
     Job(#[from] JobError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshots::SnapshotError),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
@@ -279,21 +282,17 @@ impl NamespaceBackup<'_> {
         let mut written = Vec::new();
         for (i, pvc) in claims.iter().enumerate() {
             let claim = pvc.metadata.name.clone().unwrap_or_default();
-            (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{})", i + 1, claims.len()));
-            // Read the live volume read-only, on the node where a pod mounts it.
-            let node_name = pod_list
-                .iter()
-                .filter(|p| {
-                    p.spec.as_ref().is_some_and(|s| {
-                        s.volumes.iter().flatten().any(|v| {
-                            v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim)
-                        })
-                    })
-                })
-                .find_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()));
+            // A clone of a fresh CSI snapshot where the driver has a VolumeSnapshotClass; else the
+            // live volume, read-only, on the node where a pod mounts it.
+            let clone = snapshots::clone_of(cluster, pvc, &job_name("k10-snap", run_id, i)).await?;
+            let (mount, node_name, source) = match &clone {
+                Some(c) => (c.claim.clone(), None, "snapshot"),
+                None => (claim.clone(), node_of(&pod_list, &claim), "live"),
+            };
+            (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{}, from the {source} volume)", i + 1, claims.len()));
             let mut args = vec!["datamover".to_string(), "backup".into(), "--path".into(), "/data".into()];
             args.extend(target.args());
-            for tag in [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into()] {
+            for tag in [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into(), format!("source={source}")] {
                 args.extend(["--tag".into(), tag]);
             }
             let job = ProductJob {
@@ -306,15 +305,19 @@ impl NamespaceBackup<'_> {
                     (datamover::ENV_PASSWORD.into(), password.to_string()),
                 ]),
                 mount: Some(Mount {
-                    claim: claim.clone(),
+                    claim: mount,
                     path: "/data".into(),
                     read_only: true,
                 }),
                 node_name,
-                labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+                labels: snapshots::labels(),
                 timeout: JOB_TIMEOUT,
             };
-            job.run(cluster).await?;
+            let result = job.run(cluster).await;
+            if let Some(c) = &clone {
+                c.remove(cluster).await;
+            }
+            result?;
         }
         let run_tag = format!("run={run_id}");
         for snap in repo.snapshots().await? {
@@ -469,6 +472,20 @@ impl NamespaceBackup<'_> {
             }
         }
     }
+}
+
+/// The node where a pod of the namespace mounts the claim.
+fn node_of(pods: &[Pod], claim: &str) -> Option<String> {
+    pods.iter()
+        .filter(|p| {
+            p.spec.as_ref().is_some_and(|s| {
+                s.volumes
+                    .iter()
+                    .flatten()
+                    .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim))
+            })
+        })
+        .find_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
 }
 
 /// A Job name: `<prefix>-<run id>-<index>`, within Kubernetes' 63 characters.

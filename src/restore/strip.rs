@@ -39,6 +39,9 @@ pub fn server_fields(obj: &mut Value, group: &str, plural: &str, namespace: &str
         ("", "persistentvolumeclaims") => {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.remove("volumeName");
+                // The data comes from the backup, not from the snapshot the claim was made from.
+                spec.remove("dataSource");
+                spec.remove("dataSourceRef");
             }
             if let Some(ann) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
                 for a in PVC_ANNOTATIONS {
