@@ -19,6 +19,7 @@ use crate::backup::capture::CapturedObject;
 use crate::backup::{repository_password, BackupError};
 use crate::catalog::{self, CatalogError};
 use crate::datamover::{self, Target};
+use crate::objectstore::Credentials;
 use crate::k8s::jobs::{JobError, Mount, ProductJob};
 use crate::k8s::{Cluster, K8sError};
 use crate::repo::{ReadOnly, Repo, RepoError};
@@ -120,13 +121,20 @@ fn wanted(o: &CapturedObject, options: &Options) -> bool {
     (options.include.is_empty() || matches(&options.include)) && !matches(&options.exclude)
 }
 
-/// Restores the application of `content` into its namespace (or the target namespace).
-pub async fn restore(
-    cluster: &Cluster,
-    content: &RestorePointContent,
-    options: &Options,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<Report> {
+/// A restore point opened for reading: its repository as of its end time, its manifest index,
+/// and what its data mover Jobs need.
+struct Opened {
+    repo: Repo<ReadOnly>,
+    /// The manifests snapshot.
+    manifests: String,
+    index: serde_json::Value,
+    target: Target,
+    credentials: Credentials,
+    password: String,
+    end_time: String,
+}
+
+async fn open(cluster: &Cluster, content: &RestorePointContent, progress: &(dyn Fn(&str) + Sync)) -> Result<Opened> {
     let spec = &content.spec;
     let mut k10 = cluster.clone();
     k10.namespace = spec.profile.namespace.clone();
@@ -150,14 +158,84 @@ pub async fn restore(
         .snapshots
         .iter()
         .find(|s| s.kind == "manifests")
-        .ok_or(RestoreError::NoManifests)?;
-    let index: serde_json::Value = serde_json::from_slice(&repo.read_document(&manifests.id, "index.json").await?)
+        .ok_or(RestoreError::NoManifests)?
+        .id
+        .clone();
+    let index: serde_json::Value = serde_json::from_slice(&repo.read_document(&manifests, "index.json").await?)
         .map_err(|e| RepoError::Engine {
             op: "read",
             location: repo.location().to_string(),
             message: format!("index.json is not JSON: {e}"),
         })?;
-    let mut objects: Vec<CapturedObject> = serde_json::from_value(index["objects"].clone()).unwrap_or_default();
+    let os = profile.object_store();
+    Ok(Opened {
+        repo,
+        manifests,
+        index,
+        target: Target {
+            repository: spec.repository.clone(),
+            bucket: os.name.clone(),
+            region: os.region.clone(),
+            endpoint: os.endpoint.clone(),
+            skip_ssl_verify: os.skip_ssl_verify,
+            protection_days: None,
+        },
+        credentials: catalog::profile_credentials(cluster, &profile).await?,
+        password,
+        end_time: spec.end_time.clone(),
+    })
+}
+
+impl Opened {
+    fn objects(&self) -> Vec<CapturedObject> {
+        serde_json::from_value(self.index["objects"].clone()).unwrap_or_default()
+    }
+
+    /// A data mover Job (`restore` or `verify`) of one volume snapshot, mounting `claim`.
+    fn data_mover(&self, verb: &str, namespace: &str, snapshot: &str, index: usize, claim: &str) -> ProductJob {
+        let mut args = vec![
+            "datamover".to_string(),
+            verb.into(),
+            "--path".into(),
+            "/data".into(),
+            "--snapshot".into(),
+            snapshot.into(),
+            "--as-of".into(),
+            self.end_time.clone(),
+        ];
+        args.extend(self.target.args());
+        ProductJob {
+            namespace: namespace.to_string(),
+            name: format!("k10-{verb}-{}-{index}", &snapshot[..12]),
+            args,
+            secret_env: BTreeMap::from([
+                (datamover::ENV_ACCESS_KEY.into(), self.credentials.access_key_id.clone()),
+                (datamover::ENV_SECRET_KEY.into(), self.credentials.secret_access_key.clone()),
+                (datamover::ENV_PASSWORD.into(), self.password.clone()),
+            ]),
+            mount: Some(Mount {
+                claim: claim.to_string(),
+                path: "/data".into(),
+                read_only: verb != "restore",
+            }),
+            node_name: None,
+            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+            timeout: JOB_TIMEOUT,
+        }
+    }
+}
+
+/// Restores the application of `content` into its namespace (or the target namespace).
+pub async fn restore(
+    cluster: &Cluster,
+    content: &RestorePointContent,
+    options: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report> {
+    let spec = &content.spec;
+    let opened = open(cluster, content, progress).await?;
+    let (repo, manifests, index) = (&opened.repo, opened.manifests.as_str(), &opened.index);
+    let mut objects = opened.objects();
     objects.retain(|o| wanted(o, options));
     objects.sort_by_key(priority);
     let target = options.target_namespace.clone().unwrap_or_else(|| spec.source_namespace.clone());
@@ -167,13 +245,13 @@ pub async fn restore(
     };
 
     // The namespace, then the CRDs the custom resources need.
-    ensure_namespace(cluster, &repo, &manifests.id, &target).await?;
+    ensure_namespace(cluster, repo, manifests, &target).await?;
     for crd in index["crds"].as_array().into_iter().flatten().filter_map(|c| c.as_str()) {
         let group = crd.split_once('.').map(|(_, g)| g).unwrap_or_default();
         if !objects.iter().any(|o| o.group == group) {
             continue;
         }
-        let doc = repo.read_document(&manifests.id, &format!("crds/{crd}.json")).await?;
+        let doc = repo.read_document(manifests, &format!("crds/{crd}.json")).await?;
         let outcome = ensure_crd(cluster, &doc).await;
         report.steps.push((format!("CustomResourceDefinition/{crd}"), outcome));
     }
@@ -182,7 +260,7 @@ pub async fn restore(
     let mut restored_claims = Vec::new();
     for o in &early {
         progress(&format!("restoring {}/{}", o.kind, o.name));
-        let outcome = restore_object(cluster, &repo, &manifests.id, o, &target, options.existing).await;
+        let outcome = restore_object(cluster, repo, manifests, o, &target, options.existing).await;
         if o.plural == "persistentvolumeclaims" && matches!(outcome, Outcome::Created | Outcome::Replaced) {
             restored_claims.push(o.name.clone());
         }
@@ -190,16 +268,6 @@ pub async fn restore(
     }
 
     // Volume data, before anything mounts it.
-    let os = profile.object_store();
-    let data_target = Target {
-        repository: spec.repository.clone(),
-        bucket: os.name.clone(),
-        region: os.region.clone(),
-        endpoint: os.endpoint.clone(),
-        skip_ssl_verify: os.skip_ssl_verify,
-        protection_days: None,
-    };
-    let credentials = catalog::profile_credentials(cluster, &profile).await?;
     for (i, snap) in spec.snapshots.iter().filter(|s| s.kind == "volume").enumerate() {
         let claim = snap.pvc.clone().unwrap_or_default();
         if !restored_claims.contains(&claim) {
@@ -207,35 +275,7 @@ pub async fn restore(
             continue;
         }
         progress(&format!("volume {claim}: restoring data"));
-        let mut args = vec![
-            "datamover".to_string(),
-            "restore".into(),
-            "--path".into(),
-            "/data".into(),
-            "--snapshot".into(),
-            snap.id.clone(),
-            "--as-of".into(),
-            spec.end_time.clone(),
-        ];
-        args.extend(data_target.args());
-        let job = ProductJob {
-            namespace: target.clone(),
-            name: format!("k10-restore-{}-{i}", &snap.id[..12]),
-            args,
-            secret_env: BTreeMap::from([
-                (datamover::ENV_ACCESS_KEY.into(), credentials.access_key_id.clone()),
-                (datamover::ENV_SECRET_KEY.into(), credentials.secret_access_key.clone()),
-                (datamover::ENV_PASSWORD.into(), password.clone()),
-            ]),
-            mount: Some(Mount {
-                claim: claim.clone(),
-                path: "/data".into(),
-                read_only: false,
-            }),
-            node_name: None,
-            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
-            timeout: JOB_TIMEOUT,
-        };
+        let job = opened.data_mover("restore", &target, &snap.id, i, &claim);
         match job.run(cluster).await {
             Ok(()) => report.steps.push((format!("volume data of {claim}"), Outcome::Created)),
             Err(e) => report.steps.push((format!("volume data of {claim}"), Outcome::Failed(e.to_string()))),
@@ -253,7 +293,7 @@ pub async fn restore(
     for o in &late {
         progress(&format!("restoring {}/{}", o.kind, o.name));
         if !failed_claims.is_empty() {
-            let doc: serde_json::Value = match repo.read_document(&manifests.id, &o.path).await {
+            let doc: serde_json::Value = match repo.read_document(manifests, &o.path).await {
                 Ok(d) => serde_json::from_slice(&d).unwrap_or_default(),
                 Err(_) => serde_json::Value::Null,
             };
@@ -263,7 +303,7 @@ pub async fn restore(
                 continue;
             }
         }
-        let outcome = restore_object(cluster, &repo, &manifests.id, o, &target, options.existing).await;
+        let outcome = restore_object(cluster, repo, manifests, o, &target, options.existing).await;
         report.steps.push((format!("{}/{}", o.kind, o.name), outcome));
     }
     Ok(report)
@@ -467,27 +507,14 @@ async fn verify_in(
         }
     }
     let spec = &content.spec;
-    let mut k10 = cluster.clone();
-    k10.namespace = spec.profile.namespace.clone();
-    let profile = catalog::get_profile(&k10, &spec.profile.name).await?;
-    let password = repository_password(cluster, &spec.password_secret, false)
-        .await?
-        .ok_or_else(|| RestoreError::PasswordMissing(spec.password_secret.clone()))?;
-    let end = chrono::DateTime::parse_from_rfc3339(&spec.end_time)
-        .map_err(|_| RestoreError::BadEndTime(spec.end_time.clone()))?
-        .to_utc();
-    let storage = catalog::profile_storage(cluster, &profile).await?;
-    let repo = Repo::<ReadOnly>::open_at(storage, &spec.repository, end, &password).await?;
-    let manifests = spec.snapshots.iter().find(|s| s.kind == "manifests").ok_or(RestoreError::NoManifests)?;
-    let index: serde_json::Value =
-        serde_json::from_slice(&repo.read_document(&manifests.id, "index.json").await?).unwrap_or_default();
-    let objects: Vec<CapturedObject> = serde_json::from_value(index["objects"].clone()).unwrap_or_default();
+    let opened = open(cluster, content, progress).await?;
+    let (repo, manifests) = (&opened.repo, opened.manifests.as_str());
 
     // Every manifest, as restored, equals the captured one once server-set fields are stripped.
     progress("comparing manifests");
-    for o in &objects {
+    for o in &opened.objects() {
         let mut captured: serde_json::Value =
-            serde_json::from_slice(&repo.read_document(&manifests.id, &o.path).await?).unwrap_or_default();
+            serde_json::from_slice(&repo.read_document(manifests, &o.path).await?).unwrap_or_default();
         strip::server_fields(&mut captured, &o.group, &o.plural, &namespace);
         let (group, version) = match o.api_version.split_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
@@ -517,48 +544,10 @@ async fn verify_in(
     }
 
     // Every volume, as restored, equals its snapshot file by file (compared in the cluster).
-    let os = profile.object_store();
-    let target = Target {
-        repository: spec.repository.clone(),
-        bucket: os.name.clone(),
-        region: os.region.clone(),
-        endpoint: os.endpoint.clone(),
-        skip_ssl_verify: os.skip_ssl_verify,
-        protection_days: None,
-    };
-    let credentials = catalog::profile_credentials(cluster, &profile).await?;
     for (i, snap) in spec.snapshots.iter().filter(|s| s.kind == "volume").enumerate() {
         let claim = snap.pvc.clone().unwrap_or_default();
         progress(&format!("comparing volume {claim}"));
-        let mut args = vec![
-            "datamover".to_string(),
-            "verify".into(),
-            "--path".into(),
-            "/data".into(),
-            "--snapshot".into(),
-            snap.id.clone(),
-            "--as-of".into(),
-            spec.end_time.clone(),
-        ];
-        args.extend(target.args());
-        let job = ProductJob {
-            namespace: namespace.clone(),
-            name: format!("k10-verify-{}-{i}", &snap.id[..12]),
-            args,
-            secret_env: BTreeMap::from([
-                (datamover::ENV_ACCESS_KEY.into(), credentials.access_key_id.clone()),
-                (datamover::ENV_SECRET_KEY.into(), credentials.secret_access_key.clone()),
-                (datamover::ENV_PASSWORD.into(), password.clone()),
-            ]),
-            mount: Some(Mount {
-                claim: claim.clone(),
-                path: "/data".into(),
-                read_only: true,
-            }),
-            node_name: None,
-            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
-            timeout: JOB_TIMEOUT,
-        };
+        let job = opened.data_mover("verify", &namespace, &snap.id, i, &claim);
         match job.run(cluster).await {
             Ok(()) => v.volumes += 1,
             Err(e) => v.differences.push(format!("volume {claim}: {e}")),
