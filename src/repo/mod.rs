@@ -347,6 +347,8 @@ async fn unlock(backends: RepositoryBackends, location: String, password: String
     .await
 }
 
+type IndexedRepository = Repository<rustic_core::IndexedFullStatus>;
+
 fn reopen(
     backends: &RepositoryBackends,
     key: &MasterKey,
@@ -423,6 +425,29 @@ impl<M: Send + Sync + 'static> Repo<M> {
             })
     }
 
+    /// Runs `work` on the blocking pool with the repository fully indexed and the snapshot `id`
+    /// loaded (`work` gets the repository, the snapshot, and the repository's location).
+    async fn with_snapshot<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        id: &str,
+        work: impl FnOnce(&IndexedRepository, &SnapshotFile, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let snapshot = self.find(id).await?;
+        let (backends, key, location) = (self.backends.clone(), self.key.clone(), self.location.clone());
+        blocking(op, &self.location.clone(), move || {
+            let repo = reopen(&backends, &key, &location)?
+                .to_indexed()
+                .map_err(|e| engine(op, &location, e))?;
+            let snap = repo
+                .get_snapshots(&[snapshot.id.as_str()])
+                .map_err(|e| engine(op, &location, e))?
+                .remove(0);
+            work(&repo, &snap, &location)
+        })
+        .await
+    }
+
     /// When the store received the snapshot: the `LastModified` of its file (the store's clock,
     /// not the writer's), which is what a later point-in-time view must reach.
     pub async fn stored_at(&self, id: &str) -> Result<Time> {
@@ -434,28 +459,20 @@ impl<M: Send + Sync + 'static> Repo<M> {
     /// Restores a snapshot into `dest`, which must be new or empty: contents, modes, symlinks,
     /// mtimes. If the repository is damaged, the error names the damage and `dest` is left empty.
     pub async fn restore(&self, id: &str, dest: &Path) -> Result<Restored> {
-        let snapshot = self.find(id).await?;
+        self.find(id).await?;
         let created = prepare_destination(dest)?;
-        let (backends, key, location, target) =
-            (self.backends.clone(), self.key.clone(), self.location.clone(), dest.to_path_buf());
-        let result = blocking("restore", &self.location.clone(), move || {
-            let repo = reopen(&backends, &key, &location)?
-                .to_indexed()
-                .map_err(|e| engine("restore", &location, e))?;
-            let snap = repo
-                .get_snapshots(&[snapshot.id.as_str()])
-                .map_err(|e| engine("restore", &location, e))?
-                .remove(0);
+        let target = dest.to_path_buf();
+        let result = self.with_snapshot("restore", id, move |repo, snap, location| {
             let root = repo
-                .node_from_snapshot_and_path(&snap, "")
-                .map_err(|e| engine("restore", &location, e))?;
+                .node_from_snapshot_and_path(snap, "")
+                .map_err(|e| engine("restore", location, e))?;
             let dest = LocalDestination::new(&target.to_string_lossy(), true, false)
-                .map_err(|e| engine("restore", &location, e))?;
+                .map_err(|e| engine("restore", location, e))?;
             let options = RestoreOptions::default().no_ownership(true);
             let ls_options = LsOptions::default();
             let mut restored = Restored::default();
-            for entry in repo.ls(&root, &ls_options).map_err(|e| engine("restore", &location, e))? {
-                let (_, node) = entry.map_err(|e| engine("restore", &location, e))?;
+            for entry in repo.ls(&root, &ls_options).map_err(|e| engine("restore", location, e))? {
+                let (_, node) = entry.map_err(|e| engine("restore", location, e))?;
                 match node.node_type {
                     NodeType::Dir => restored.dirs += 1,
                     _ => {
@@ -464,12 +481,12 @@ impl<M: Send + Sync + 'static> Repo<M> {
                     }
                 }
             }
-            let ls = repo.ls(&root, &ls_options).map_err(|e| engine("restore", &location, e))?;
+            let ls = repo.ls(&root, &ls_options).map_err(|e| engine("restore", location, e))?;
             let plan = repo
                 .prepare_restore(&options, ls, &dest, false)
-                .map_err(|e| engine("restore", &location, e))?;
-            let ls = repo.ls(&root, &ls_options).map_err(|e| engine("restore", &location, e))?;
-            repo.restore(plan, &options, ls, &dest).map_err(|e| engine("restore", &location, e))?;
+                .map_err(|e| engine("restore", location, e))?;
+            let ls = repo.ls(&root, &ls_options).map_err(|e| engine("restore", location, e))?;
+            repo.restore(plan, &options, ls, &dest).map_err(|e| engine("restore", location, e))?;
             Ok(restored)
         })
         .await;
@@ -495,20 +512,11 @@ impl<M: Send + Sync + 'static> Repo<M> {
 
     /// The files of a snapshot whose data cannot be read back (after damage was found).
     async fn unreadable_files(&self, id: &str) -> Result<Vec<String>> {
-        let snapshot = self.find(id).await?;
-        let (backends, key, location) = (self.backends.clone(), self.key.clone(), self.location.clone());
-        blocking("read", &self.location.clone(), move || {
-            let repo = reopen(&backends, &key, &location)?
-                .to_indexed()
-                .map_err(|e| engine("read", &location, e))?;
-            let snap = repo
-                .get_snapshots(&[snapshot.id.as_str()])
-                .map_err(|e| engine("read", &location, e))?
-                .remove(0);
-            let root = repo.node_from_snapshot_and_path(&snap, "").map_err(|e| engine("read", &location, e))?;
+        self.with_snapshot("read", id, |repo, snap, location| {
+            let root = repo.node_from_snapshot_and_path(snap, "").map_err(|e| engine("read", location, e))?;
             let mut affected = Vec::new();
-            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("read", &location, e))? {
-                let (path, node) = entry.map_err(|e| engine("read", &location, e))?;
+            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("read", location, e))? {
+                let (path, node) = entry.map_err(|e| engine("read", location, e))?;
                 if matches!(node.node_type, NodeType::File) && repo.dump(&node, &mut std::io::sink()).is_err() {
                     affected.push(path.display().to_string());
                 }
@@ -520,20 +528,11 @@ impl<M: Send + Sync + 'static> Repo<M> {
 
     /// The paths of the files in a snapshot.
     pub async fn list_documents(&self, id: &str) -> Result<Vec<String>> {
-        let snapshot = self.find(id).await?;
-        let (backends, key, location) = (self.backends.clone(), self.key.clone(), self.location.clone());
-        blocking("list", &self.location.clone(), move || {
-            let repo = reopen(&backends, &key, &location)?
-                .to_indexed()
-                .map_err(|e| engine("list", &location, e))?;
-            let snap = repo
-                .get_snapshots(&[snapshot.id.as_str()])
-                .map_err(|e| engine("list", &location, e))?
-                .remove(0);
-            let root = repo.node_from_snapshot_and_path(&snap, "").map_err(|e| engine("list", &location, e))?;
+        self.with_snapshot("list", id, |repo, snap, location| {
+            let root = repo.node_from_snapshot_and_path(snap, "").map_err(|e| engine("list", location, e))?;
             let mut out = Vec::new();
-            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("list", &location, e))? {
-                let (path, node) = entry.map_err(|e| engine("list", &location, e))?;
+            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("list", location, e))? {
+                let (path, node) = entry.map_err(|e| engine("list", location, e))?;
                 if matches!(node.node_type, NodeType::File) {
                     out.push(path.to_string_lossy().into_owned());
                 }
@@ -545,34 +544,25 @@ impl<M: Send + Sync + 'static> Repo<M> {
 
     /// Reads one file of a snapshot into memory.
     pub async fn read_document(&self, id: &str, path: &str) -> Result<Bytes> {
-        let snapshot = self.find(id).await?;
-        let (backends, key, location, path) =
-            (self.backends.clone(), self.key.clone(), self.location.clone(), path.to_string());
-        blocking("read", &self.location.clone(), move || {
-            let repo = reopen(&backends, &key, &location)?
-                .to_indexed()
-                .map_err(|e| engine("read", &location, e))?;
-            let snap = repo
-                .get_snapshots(&[snapshot.id.as_str()])
-                .map_err(|e| engine("read", &location, e))?
-                .remove(0);
-            let node = match repo.node_from_snapshot_and_path(&snap, &path) {
+        let path = path.to_string();
+        self.with_snapshot("read", id, move |repo, snap, location| {
+            let node = match repo.node_from_snapshot_and_path(snap, &path) {
                 Ok(node) => node,
                 // Not there, or its tree unreadable: check which, and name the damage.
                 Err(_) => {
-                    let results = repo.check(CheckOptions::default()).map_err(|e| engine("read", &location, e))?;
+                    let results = repo.check(CheckOptions::default()).map_err(|e| engine("read", location, e))?;
                     if !results.0.is_empty() {
                         let detail = results.0.iter().map(|(_, e)| one_line(&e.to_string())).collect::<Vec<_>>().join("; ");
-                        return Err(RepoError::Damaged { location, detail });
+                        return Err(RepoError::Damaged { location: location.to_string(), detail });
                     }
                     return Err(RepoError::PathNotFound {
-                        id: snapshot.id.clone(),
-                        path: path.clone(),
+                        id: snap.id.to_hex().to_string(),
+                        path,
                     });
                 }
             };
             let mut out = Vec::with_capacity(node.meta.size as usize);
-            repo.dump(&node, &mut out).map_err(|e| engine("read", &location, e))?;
+            repo.dump(&node, &mut out).map_err(|e| engine("read", location, e))?;
             Ok(Bytes::from(out))
         })
         .await
@@ -582,23 +572,15 @@ impl<M: Send + Sync + 'static> Repo<M> {
     /// and symlink target, and nothing extra in `dir`. Returns the differences (empty: identical).
     pub async fn compare(&self, id: &str, dir: &Path) -> Result<Vec<String>> {
         use std::os::unix::fs::PermissionsExt;
-        let snapshot = self.find(id).await?;
-        let (backends, key, location, dir) = (self.backends.clone(), self.key.clone(), self.location.clone(), dir.to_path_buf());
-        blocking("compare", &self.location.clone(), move || {
-            let repo = reopen(&backends, &key, &location)?
-                .to_indexed()
-                .map_err(|e| engine("compare", &location, e))?;
-            let snap = repo
-                .get_snapshots(&[snapshot.id.as_str()])
-                .map_err(|e| engine("compare", &location, e))?
-                .remove(0);
+        let dir = dir.to_path_buf();
+        self.with_snapshot("compare", id, move |repo, snap, location| {
             let root = repo
-                .node_from_snapshot_and_path(&snap, "")
-                .map_err(|e| engine("compare", &location, e))?;
+                .node_from_snapshot_and_path(snap, "")
+                .map_err(|e| engine("compare", location, e))?;
             let mut differences = Vec::new();
             let mut seen = std::collections::BTreeSet::new();
-            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("compare", &location, e))? {
-                let (path, node) = entry.map_err(|e| engine("compare", &location, e))?;
+            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("compare", location, e))? {
+                let (path, node) = entry.map_err(|e| engine("compare", location, e))?;
                 let local = dir.join(&path);
                 seen.insert(path.clone());
                 let name = path.display();
@@ -624,7 +606,7 @@ impl<M: Send + Sync + 'static> Repo<M> {
                             continue;
                         }
                         let mut expected = Vec::with_capacity(node.meta.size as usize);
-                        repo.dump(&node, &mut expected).map_err(|e| engine("compare", &location, e))?;
+                        repo.dump(&node, &mut expected).map_err(|e| engine("compare", location, e))?;
                         match std::fs::read(&local) {
                             Ok(actual) if actual == expected => {}
                             Ok(actual) => differences.push(format!("{name}: content differs ({} bytes, expected {})", actual.len(), expected.len())),
