@@ -203,6 +203,11 @@ async fn bad_policies_are_refused() {
     let container = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["command"], serde_json::json!(["kubectl-k10"]));
     assert_eq!(container["args"], serde_json::json!(["policy", "run", "hourly", "--wait"]));
+    // Scheduled runs use the API as the k10 ServiceAccount, as a non-root user.
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "k10");
+    assert_eq!(container["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
     f.k10.run(&["policy", "delete", "hourly"]).ok();
     assert!(f.json(&["get", "cronjobs", "-n", "kasten-io"])["items"].as_array().unwrap().is_empty());
 }
@@ -248,4 +253,38 @@ spec:
     assert_eq!(f.contents().len(), 1);
     let policy = f.json(&["get", "policies.config.kio.kasten.io", "by-hand", "-n", "kasten-io"]);
     assert_eq!(policy["status"]["lastRunResult"], "Succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn volumes_with_a_snapshot_class_are_read_from_a_csi_snapshot_clone() {
+    use support::apiserver::{STANDARD_PROVISIONER, VOLUME_SNAPSHOT_CRDS};
+    let f = Fixture::new().await;
+    tree::small(&f.volume("data"));
+    f.kubectl_apply(VOLUME_SNAPSHOT_CRDS);
+    f.kubectl(&["wait", "--for=condition=established", "crd/volumesnapshotclasses.snapshot.storage.k8s.io"]);
+    f.kubectl_apply(&format!(
+        "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {{name: csi}}\ndriver: {STANDARD_PROVISIONER}\ndeletionPolicy: Delete\n"
+    ));
+    f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
+    let run = f.k10.run(&["policy", "run", "p", "--wait"]).ok();
+    assert!(run.stderr.contains("volume data (1/2, from the snapshot volume)"), "{}", run.stderr);
+
+    // The volume snapshots in the repository say where they were read from.
+    let spec = f.contents()[0]["spec"].clone();
+    let password = f.password(spec["passwordSecret"].as_str().unwrap());
+    let repo = Repo::open(f.storage(), spec["repository"].as_str().unwrap(), &password).await.unwrap();
+    let snapshots = repo.snapshots().await.unwrap();
+    let volumes: Vec<_> = snapshots.iter().filter(|s| s.tags.contains(&"kind=volume".to_string())).collect();
+    assert_eq!(volumes.len(), 2);
+    assert!(volumes.iter().all(|s| s.tags.contains(&"source=snapshot".to_string())), "{volumes:?}");
+    let data = volumes.iter().find(|s| s.tags.contains(&"pvc=data".to_string())).unwrap();
+    let out = f.dir.path().join("from-snapshot");
+    repo.read_only().restore(&data.id, &out).await.unwrap();
+    tree::assert_same(&f.volume("data"), &out);
+
+    // The snapshots and their clones are gone; the application's claims are untouched.
+    let snaps = f.json(&["get", "volumesnapshots.snapshot.storage.k8s.io", "-n", "shop"]);
+    assert!(snaps["items"].as_array().unwrap().is_empty(), "{snaps}");
+    let claims = f.kubectl(&["get", "pvc", "-n", "shop", "-o", "name"]);
+    assert_eq!(claims.lines().count(), 2, "{claims}");
 }

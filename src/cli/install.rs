@@ -14,7 +14,7 @@ use crate::api::{self, K10_NAMESPACE};
 use crate::k8s::Cluster;
 
 /// The name of the ServiceAccount, ClusterRole and ClusterRoleBinding.
-pub const SERVICE_ACCOUNT: &str = "k10";
+pub use crate::k8s::jobs::SERVICE_ACCOUNT;
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {

@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Secret,
+    Capabilities, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Secret,
     SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, ObjectMeta, PostParams, PropagationPolicy};
 
 use super::{Cluster, K8sError};
+
+/// The ServiceAccount `kubectl k10 install` creates in kasten-io.
+pub const SERVICE_ACCOUNT: &str = "k10";
 
 /// The container image of the product (overridable with `K10_IMAGE`).
 pub fn image() -> String {
@@ -74,6 +77,29 @@ impl ProductJob {
         format!("{}-env", self.name)
     }
 
+    /// Least privilege: control jobs run as a non-root user. A data mover runs as root with only
+    /// the capabilities its volume needs: reading every file (backup, verify), or writing files of
+    /// any owner with their modes and times (restore).
+    fn security_context(&self) -> SecurityContext {
+        let capabilities = |add: &[&str]| Capabilities {
+            add: Some(add.iter().map(|c| c.to_string()).collect()),
+            drop: Some(vec!["ALL".into()]),
+        };
+        let (user, non_root, caps) = match &self.mount {
+            None => (65532, true, capabilities(&[])),
+            Some(m) if m.read_only => (0, false, capabilities(&["DAC_READ_SEARCH"])),
+            Some(_) => (0, false, capabilities(&["DAC_OVERRIDE", "FOWNER", "CHOWN"])),
+        };
+        SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_user: Some(user),
+            run_as_non_root: Some(non_root),
+            capabilities: Some(caps),
+            ..Default::default()
+        }
+    }
+
     /// The Job object (also the template of a CronJob).
     pub fn job(&self) -> Job {
         let secret = self.secret_name();
@@ -130,6 +156,10 @@ impl ProductJob {
                     spec: Some(PodSpec {
                         restart_policy: Some("Never".into()),
                         node_name: self.node_name.clone(),
+                        // Control jobs (policy and DR runs, background restores) use the API as the
+                        // `k10` ServiceAccount; data movers need no API access at all.
+                        service_account_name: self.mount.is_none().then(|| SERVICE_ACCOUNT.to_string()),
+                        automount_service_account_token: Some(self.mount.is_none()),
                         containers: vec![Container {
                             name: "kubectl-k10".into(),
                             image: Some(image()),
@@ -137,11 +167,7 @@ impl ProductJob {
                             args: Some(self.args.clone()),
                             env: Some(env),
                             volume_mounts: Some(mounts),
-                            security_context: Some(SecurityContext {
-                                allow_privilege_escalation: Some(false),
-                                read_only_root_filesystem: Some(true),
-                                ..Default::default()
-                            }),
+                            security_context: Some(self.security_context()),
                             ..Default::default()
                         }],
                         volumes: Some(volumes),

@@ -99,16 +99,21 @@
 //! # Built-in behaviour kept
 //! * Seed: namespaces `default`, `kube-system`, `kube-public` with stable UIDs (the `default`
 //!   UID is an option, since the product uses it as the cluster ID), a default StorageClass
-//!   `standard`. Every namespace gets, like a real cluster's controllers would, a `default`
-//!   ServiceAccount and a `kube-root-ca.crt` ConfigMap, and the label
-//!   `kubernetes.io/metadata.name`.
+//!   `standard` (annotation `storageclass.kubernetes.io/is-default-class: "true"`, provisioner
+//!   `standin.csi.k10.dev` = [`STANDARD_PROVISIONER`], the CSI driver name of the stand-in's
+//!   volumes; reclaimPolicy Delete, volumeBindingMode Immediate). Every namespace gets, like a
+//!   real cluster's controllers would, a `default` ServiceAccount and a `kube-root-ca.crt`
+//!   ConfigMap, and the label `kubernetes.io/metadata.name`.
 //! * Secrets: `stringData` is folded into base64 `data`; `type` defaults to `Opaque`.
 //! * Services get a cluster IP from 10.96.0.0/16 (a taken IP is 422 Invalid; an update that
 //!   omits it keeps the old one).
-//! * PersistentVolumeClaims are provisioned at once: `status.phase: Bound`, a PersistentVolume
-//!   `pvc-<uid>` (reclaim policy Delete), and an empty local directory
-//!   `<volumes_root>/<namespace>/<claim>`. Deleting the claim deletes that directory and the PV,
-//!   so a deleted namespace really loses its volume data.
+//! * PersistentVolumeClaims are provisioned at once: `storageClassName` defaults to the default
+//!   StorageClass, `status.phase: Bound`, a PersistentVolume `pvc-<uid>` (reclaim policy Delete,
+//!   annotation `pv.kubernetes.io/provisioned-by` = the class's provisioner), and an empty local
+//!   directory `<volumes_root>/<namespace>/<claim>` (an existing directory is kept as it is),
+//!   except for claims restored from a VolumeSnapshot (see CSI snapshots). The StorageClass
+//!   need not exist. Deleting the claim deletes that directory and the PV, so a deleted
+//!   namespace really loses its volume data.
 //! * Jobs are defaulted like the real API (selector on `batch.kubernetes.io/controller-uid`,
 //!   the matching template labels, completions/parallelism/backoffLimit) and refused (422)
 //!   without containers, without an image, or with a restartPolicy other than Never/OnFailure.
@@ -150,16 +155,65 @@
 //!   (or the Job with a non-Orphan policy) kills the process (the Job, if left, fails with reason
 //!   `PodDeleted`). A Job created suspended never runs; resuming it is not modelled.
 //!
+//! # CSI snapshots
+//! What the external-snapshotter, the CSI external-provisioner and a CSI driver do, for every
+//! driver (the seeded class's is `standin.csi.k10.dev`, [`STANDARD_PROVISIONER`]):
+//! * The `snapshot.storage.k8s.io` API is not built in: as on a real cluster, it is served once
+//!   its CRDs are applied. [`VOLUME_SNAPSHOT_CRDS`] holds minimal v1 ones for
+//!   `kubectl apply -f -`: VolumeSnapshotClass and VolumeSnapshotContent (cluster-scoped),
+//!   VolumeSnapshot (namespaced), `status` subresources on the last two, schemas that keep every
+//!   field. The behaviour below hangs on the group and plurals, whatever CRDs define them.
+//! * Creating a VolumeSnapshot takes it at once, within the create request: the create response
+//!   has no status yet (as on a real cluster), a GET right after it has the final one. It is
+//!   taken when `spec.source.persistentVolumeClaimName` names a Bound claim of its namespace and
+//!   the VolumeSnapshotClass `spec.volumeSnapshotClassName` exists and its `driver` equals the
+//!   `provisioner` of the claim's StorageClass (`spec.storageClassName`, else the default
+//!   StorageClass). Without `spec.volumeSnapshotClassName`, the one VolumeSnapshotClass of that
+//!   driver annotated `snapshot.storage.kubernetes.io/is-default-class: "true"` is used (the
+//!   spec is not rewritten to name it).
+//! * Taking it copies the claim's directory `<volumes_root>/<namespace>/<claim>` to
+//!   `<volumes_root>/.snapshots/<snapshot uid>` ([`SNAPSHOTS_DIR`]): regular files with their
+//!   contents, modes and mtimes, directories with their modes and mtimes, symlinks with their
+//!   targets (other file types are skipped, hard links become copies). The status becomes
+//!   `readyToUse: true`, `creationTime` (RFC 3339), `restoreSize` (the claim's
+//!   `spec.resources.requests.storage`) and `boundVolumeSnapshotContentName:
+//!   snapcontent-<snapshot uid>`. If the VolumeSnapshotContent resource is served, that object
+//!   is created too: spec `driver`, `deletionPolicy` (the class's, default Delete),
+//!   `volumeSnapshotClassName`, `source.volumeHandle` (the PV's name), `volumeSnapshotRef`;
+//!   status `readyToUse: true`, `creationTime` (Unix nanoseconds), `restoreSize` (bytes),
+//!   `snapshotHandle` (the snapshot's uid).
+//! * Otherwise (no source claim or a missing one, a claim not Bound, a missing class or no
+//!   single default one, a driver that is not the provisioner, a `volumeSnapshotContentName`
+//!   source: pre-provisioned snapshots are not modelled, or a failed copy) nothing is copied and
+//!   the status is `readyToUse: false` with `error: {message, time}` saying why. The outcome is
+//!   decided once, at create: nothing is retried (fixing the cause does not make the snapshot
+//!   ready; create another), and later changes to a VolumeSnapshot are not acted on.
+//! * A PersistentVolumeClaim created with `spec.dataSource` or `spec.dataSourceRef`
+//!   `{apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name}` (each of the two defaults
+//!   to the other, as the API server does): if that VolumeSnapshot exists in the claim's
+//!   namespace and is ready, the claim is provisioned as usual (Bound, its PV) and its directory
+//!   starts as a copy of the snapshot's directory (replacing whatever was there). If the
+//!   snapshot is missing, not ready, or in another namespace, the claim stays `Pending` for good
+//!   (`status.phase: Pending`, no `volumeName`, no PV), its directory is created empty (a Job
+//!   can still mount it), and a Warning Event `ProvisioningFailed` on the claim says why. The
+//!   restored claim's StorageClass, size and access modes are not checked against the snapshot.
+//!   Other data sources (claims, populators) are ignored: such a volume starts empty.
+//! * Deleting a VolumeSnapshot (directly, with its namespace, or with its CRD) removes its
+//!   directory and its VolumeSnapshotContent, whatever the deletionPolicy; claims restored from
+//!   it keep their data. Deleting a VolumeSnapshotContent alone changes nothing else.
+//!
 //! # Not modelled
-//! Scheduling and nodes, every controller except the Job kubelet above (Deployments, StatefulSets,
-//! DaemonSets, ReplicaSets and CronJobs never create pods; bare Pods stay `Pending`), finalizers and
-//! graceful deletion (no `deletionTimestamp`, no Terminating namespaces), admission (quotas, limit
-//! ranges, pod security), authentication and RBAC enforcement, field validation and defaulting of
-//! built-in types beyond what is listed above, immutable-field checks, CRD schema validation other
-//! than pruning, conversion, scale subresources, protobuf beyond the four kinds above, Table
-//! output (`kubectl get` prints its default NAME/AGE columns, CRD printer columns are not shown),
-//! aggregated discovery, OpenAPI schemas, `exec`/`attach`/`port-forward`, events from the
-//! system, and persistence (everything is lost when the server stops).
+//! Scheduling and nodes, every controller except the Job kubelet and the snapshot controller above
+//! (Deployments, StatefulSets, DaemonSets, ReplicaSets and CronJobs never create pods; bare Pods
+//! stay `Pending`), finalizers and graceful deletion (no `deletionTimestamp`, no Terminating
+//! namespaces), admission (quotas, limit ranges, pod security), authentication and RBAC
+//! enforcement, field validation and defaulting of built-in types beyond what is listed above,
+//! immutable-field checks, CRD schema validation other than pruning, conversion, scale
+//! subresources, protobuf beyond the four kinds above, Table output (`kubectl get` prints its
+//! default NAME/AGE columns, CRD printer columns are not shown), aggregated discovery, OpenAPI
+//! schemas, `exec`/`attach`/`port-forward`, events from the system (but the `ProvisioningFailed`
+//! one above), volume expansion, volume cloning from a claim, group snapshots, and persistence
+//! (everything is lost when the server stops).
 #![allow(dead_code)]
 
 mod crd;
@@ -172,6 +226,7 @@ mod openapi;
 mod patch;
 mod protobuf;
 mod selectors;
+mod snapshots;
 mod store;
 
 use std::io;
@@ -187,6 +242,14 @@ pub const DEFAULT_NAMESPACE_UID: &str = "5f3a0c1e-7b2d-4c8e-9a10-0d1e2f3a4b5c";
 pub const KUBE_SYSTEM_UID: &str = "6a4b1d2f-8c3e-4d9f-8b21-1e2f3a4b5c6d";
 /// UID of the seeded `kube-public` namespace.
 pub const KUBE_PUBLIC_UID: &str = "7b5c2e3a-9d4f-4ea0-9c32-2f3a4b5c6d7e";
+/// Provisioner of the seeded default StorageClass `standard`: the CSI driver name a matching
+/// VolumeSnapshotClass gives as its `driver`.
+pub const STANDARD_PROVISIONER: &str = "standin.csi.k10.dev";
+/// Minimal v1 CRDs of the snapshot API (VolumeSnapshotClass, VolumeSnapshot,
+/// VolumeSnapshotContent) as multi-document YAML, for `kubectl apply -f -`.
+pub const VOLUME_SNAPSHOT_CRDS: &str = snapshots::VOLUME_SNAPSHOT_CRDS;
+/// The directory under the volumes root that holds snapshot data (`<root>/.snapshots/<uid>`).
+pub const SNAPSHOTS_DIR: &str = snapshots::SNAPSHOTS_DIR;
 
 /// How to start an [`ApiServer`].
 #[derive(Clone, Debug, Default)]

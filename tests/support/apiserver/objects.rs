@@ -5,6 +5,7 @@ use super::crd;
 use super::discovery::ResourceInfo;
 use super::errors::{ApiError, ApiResult};
 use super::lock;
+use super::snapshots;
 use super::store::{State, WriteOpts};
 use base64::Engine;
 use serde_json::{json, Value};
@@ -117,7 +118,7 @@ pub fn seed(state: &mut State, default_namespace_uid: &str) {
                 "name": "standard",
                 "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
             },
-            "provisioner": "standin.k10.io/local-directory",
+            "provisioner": super::STANDARD_PROVISIONER,
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "Immediate",
         });
@@ -228,6 +229,25 @@ pub fn after_create(state: &mut State, res: &ResourceInfo, obj: &Value) {
         ("", "persistentvolumeclaims") => {
             let namespace = obj["metadata"]["namespace"].as_str().unwrap_or("");
             let dir = state.volumes_root.join(namespace).join(&name);
+            let bound = obj["status"]["phase"] == "Bound";
+            match snapshots::claim_source(state, obj) {
+                // Restored from a ready VolumeSnapshot: the volume starts as its copy.
+                Some(Ok(source)) if bound => {
+                    let copied = snapshots::remove_tree(&dir)
+                        .and_then(|()| std::fs::create_dir_all(dir.parent().unwrap_or(&dir)))
+                        .and_then(|()| snapshots::copy_tree(&source, &dir));
+                    if let Err(err) = copied {
+                        eprintln!(
+                            "k8s stand-in: cannot restore {} from {}: {err}",
+                            dir.display(),
+                            source.display()
+                        );
+                    }
+                }
+                // Waiting for a snapshot that will never be ready: say why, as the provisioner would.
+                Some(Err(reason)) if !bound => claim_event(state, obj, &reason),
+                _ => {}
+            }
             if let Err(err) = std::fs::create_dir_all(&dir) {
                 eprintln!(
                     "k8s stand-in: cannot create volume directory {}: {err}",
@@ -236,6 +256,7 @@ pub fn after_create(state: &mut State, res: &ResourceInfo, obj: &Value) {
             }
             create_volume_for(state, obj, &dir);
         }
+        (snapshots::GROUP, "volumesnapshots") if res.namespaced => snapshots::take(state, obj),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             state.register_crd(&name, crd::resources_for(obj));
         }
@@ -265,6 +286,9 @@ pub fn after_delete(state: &mut State, res: &ResourceInfo, obj: &Value) {
             if let Some(first) = served.first() {
                 state.remove_all_of(first);
             }
+        }
+        (snapshots::GROUP, "volumesnapshots") if res.namespaced => {
+            snapshots::after_delete(state, obj)
         }
         ("", "persistentvolumeclaims") => {
             // Reclaim policy Delete: the volume and its data go with the claim.
@@ -414,25 +438,31 @@ fn cluster_ip_taken(state: &State, ip: &str, namespace: &str, name: &str) -> boo
     })
 }
 
-/// Dynamic provisioning, at once: the claim is Bound to a volume named `pvc-<uid>`.
+/// Dynamic provisioning, at once: the claim is Bound to a volume named `pvc-<uid>`, unless it
+/// is to be restored from a VolumeSnapshot that is not ready (then it stays Pending).
 fn provision_claim(state: &State, claim: &mut Value) {
     let uid = claim["metadata"]["uid"].as_str().unwrap_or("").to_string();
     if claim["spec"]["storageClassName"].is_null() {
-        let default_class = state
-            .objects
-            .iter()
-            .find(|(k, sc)| {
-                k.plural == "storageclasses"
-                    && sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"]
-                        == "true"
-            })
-            .map(|(k, _)| k.name.clone());
-        if let Some(class) = default_class {
+        if let Some(class) = snapshots::default_storage_class(state) {
             claim["spec"]["storageClassName"] = json!(class);
         }
     }
     if claim["spec"]["volumeMode"].is_null() {
         claim["spec"]["volumeMode"] = json!("Filesystem");
+    }
+    // As the API server does: each of dataSource and dataSourceRef defaults to the other.
+    let spec = &mut claim["spec"];
+    if spec["dataSourceRef"].is_null() && spec["dataSource"].is_object() {
+        spec["dataSourceRef"] = spec["dataSource"].clone();
+    } else if spec["dataSource"].is_null()
+        && spec["dataSourceRef"].is_object()
+        && spec["dataSourceRef"]["namespace"].is_null()
+    {
+        spec["dataSource"] = spec["dataSourceRef"].clone();
+    }
+    if let Some(Err(_)) = snapshots::claim_source(state, claim) {
+        claim["status"] = json!({"phase": "Pending"});
+        return;
     }
     if claim["spec"]["volumeName"]
         .as_str()
@@ -446,6 +476,42 @@ fn provision_claim(state: &State, claim: &mut Value) {
         "accessModes": claim["spec"]["accessModes"].clone(),
         "capacity": {"storage": capacity},
     });
+}
+
+/// A Warning event on a claim that cannot be provisioned, as the CSI external-provisioner emits.
+fn claim_event(state: &mut State, claim: &Value, message: &str) {
+    let Some(events) = state.find_resource("", "events") else {
+        return;
+    };
+    let namespace = claim["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = claim["metadata"]["name"].as_str().unwrap_or("");
+    let now = super::now_rfc3339();
+    let class = claim["spec"]["storageClassName"].as_str().unwrap_or("");
+    let provisioner = snapshots::provisioner_of(state, class)
+        .unwrap_or_else(|| super::STANDARD_PROVISIONER.to_string());
+    let event = json!({
+        "metadata": {"generateName": format!("{name}.")},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "name": name,
+            "namespace": namespace,
+            "uid": claim["metadata"]["uid"].clone(),
+        },
+        "type": "Warning",
+        "reason": "ProvisioningFailed",
+        "message": format!("failed to provision volume with StorageClass {class:?}: {message}"),
+        "source": {"component": provisioner},
+        "reportingComponent": provisioner,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    });
+    let internal = WriteOpts {
+        internal: true,
+        ..WriteOpts::default()
+    };
+    let _ = state.create(&events, Some(namespace), event, &internal);
 }
 
 /// The PersistentVolume behind a freshly provisioned claim.
@@ -462,10 +528,14 @@ fn create_volume_for(state: &mut State, claim: &Value, dir: &std::path::Path) {
     {
         return;
     }
+    let provisioner = claim["spec"]["storageClassName"]
+        .as_str()
+        .and_then(|class| snapshots::provisioner_of(state, class))
+        .unwrap_or_else(|| super::STANDARD_PROVISIONER.to_string());
     let pv = json!({
         "metadata": {
             "name": volume_name,
-            "annotations": {"pv.kubernetes.io/provisioned-by": "standin.k10.io/local-directory"},
+            "annotations": {"pv.kubernetes.io/provisioned-by": provisioner},
         },
         "spec": {
             "capacity": claim["spec"]["resources"]["requests"].clone(),

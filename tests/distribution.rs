@@ -1,0 +1,281 @@
+//! How users get the product: the krew manifest (krew/k10.yaml) and the k10 install chart
+//! (charts/k10), linted and rendered offline through the Helm SDK (tests/support/helm.rs).
+//!
+//! That `kubectl k10 …` finds `kubectl-k10` on PATH is tested in tests/cli.rs.
+
+mod support;
+
+use serde_yaml::Value;
+use support::helm;
+
+const MANIFEST: &str = "krew/k10.yaml";
+const CHART: &str = "charts/k10";
+const NS: &str = "kasten-io";
+const CRONJOB: &str = "k10-maintenance";
+
+fn repo_file(path: &str) -> String {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("read {}: {e}", full.display()))
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_sequence()
+        .unwrap_or_else(|| panic!("not a list: {value:?}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// krew
+
+#[test]
+fn krew_manifest_is_a_plugin_for_four_platforms() {
+    let m: Value = serde_yaml::from_str(&repo_file(MANIFEST)).expect("krew/k10.yaml parses");
+    assert_eq!(m["apiVersion"].as_str(), Some("krew.googlecontainertools.github.com/v1alpha2"));
+    assert_eq!(m["kind"].as_str(), Some("Plugin"));
+    assert_eq!(m["metadata"]["name"].as_str(), Some("k10"), "installed as `kubectl k10`");
+
+    let spec = &m["spec"];
+    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(spec["version"].as_str(), Some(version.as_str()), "spec.version follows Cargo.toml");
+    for field in ["homepage", "shortDescription", "description"] {
+        let text = spec[field].as_str().unwrap_or_else(|| panic!("spec.{field} is missing"));
+        assert!(!text.trim().is_empty(), "spec.{field} is empty");
+    }
+    assert!(spec["homepage"].as_str().unwrap().starts_with("https://"), "homepage is a URL");
+
+    let platforms = spec["platforms"].as_sequence().expect("spec.platforms is a list");
+    let mut seen = Vec::new();
+    for p in platforms {
+        let labels = &p["selector"]["matchLabels"];
+        let (os, arch) = (
+            labels["os"].as_str().unwrap_or_else(|| panic!("no os label: {p:?}")),
+            labels["arch"].as_str().unwrap_or_else(|| panic!("no arch label: {p:?}")),
+        );
+        seen.push(format!("{os}/{arch}"));
+
+        let uri = p["uri"].as_str().unwrap_or_else(|| panic!("{os}/{arch}: no uri"));
+        assert!(uri.starts_with("https://"), "{os}/{arch}: uri {uri} is not https");
+        assert!(uri.ends_with(&format!("kubectl-k10-{os}-{arch}.tar.gz")), "{os}/{arch}: uri {uri} names another archive");
+        assert!(uri.contains(&format!("/{version}/")), "{os}/{arch}: uri {uri} is not the {version} release");
+
+        let sha = p["sha256"].as_str().unwrap_or_else(|| panic!("{os}/{arch}: no sha256"));
+        assert!(
+            sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{os}/{arch}: sha256 {sha:?} is not 64 lowercase hex digits"
+        );
+        assert_eq!(p["bin"].as_str(), Some("kubectl-k10"), "{os}/{arch}: bin");
+
+        let files = p["files"].as_sequence().unwrap_or_else(|| panic!("{os}/{arch}: no files"));
+        let from: Vec<&str> = files.iter().filter_map(|f| f["from"].as_str()).collect();
+        for wanted in ["kubectl-k10", "LICENSE"] {
+            assert!(from.contains(&wanted), "{os}/{arch}: files do not copy {wanted}: {files:?}");
+        }
+        assert!(files.iter().all(|f| f["to"].as_str().is_some()), "{os}/{arch}: every file needs a `to`");
+    }
+    seen.sort();
+    assert_eq!(seen, ["darwin/amd64", "darwin/arm64", "linux/amd64", "linux/arm64"]);
+}
+
+#[test]
+fn the_archive_contents_exist() {
+    // The archive packs these (krew/release.sh); the manifest's `files` copy the first two.
+    for file in ["LICENSE", "README.md", "krew/release.sh"] {
+        assert!(!repo_file(file).trim().is_empty(), "{file} is empty");
+    }
+    assert!(repo_file("LICENSE").contains("Apache License") && repo_file("LICENSE").contains("Version 2.0"));
+    assert!(
+        repo_file("Cargo.toml").lines().any(|l| l.replace(' ', "") == "license=\"Apache-2.0\""),
+        "LICENSE is the license Cargo.toml names"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// charts/k10
+
+fn render(sets: &[(&str, &str)]) -> Vec<Value> {
+    helm::template(CHART, NS, sets).unwrap_or_else(|e| panic!("rendering failed: {e}"))
+}
+
+fn object<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    helm::find(docs, kind, name).unwrap_or_else(|| panic!("no {kind} {name} in {docs:#?}"))
+}
+
+fn container(cronjob: &Value) -> &Value {
+    let containers =
+        cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"].as_sequence().expect("containers");
+    assert_eq!(containers.len(), 1, "one container: {containers:#?}");
+    &containers[0]
+}
+
+#[track_caller]
+fn refused(sets: &[(&str, &str)], fragments: &[&str]) {
+    let err = match helm::template(CHART, NS, sets) {
+        Ok(docs) => panic!("expected a refusal for {sets:?}, rendered:\n{docs:#?}"),
+        Err(err) => err,
+    };
+    for f in fragments {
+        assert!(err.contains(f), "expected {f:?} in the error:\n{err}");
+    }
+}
+
+/// The structure every rendered object must have, and the maintenance CronJob's invariants.
+#[track_caller]
+fn check_objects(docs: &[Value]) {
+    assert!(!docs.is_empty(), "nothing rendered");
+    for doc in docs {
+        for field in ["apiVersion", "kind"] {
+            assert!(doc[field].as_str().is_some_and(|s| !s.is_empty()), "no {field}: {doc:#?}");
+        }
+        assert!(doc["metadata"]["name"].as_str().is_some_and(|s| !s.is_empty()), "no metadata.name: {doc:#?}");
+        let kind = doc["kind"].as_str().unwrap();
+        assert_ne!(kind, "Namespace", "the chart installs into the release namespace, it does not create one");
+        if !matches!(kind, "ClusterRole" | "ClusterRoleBinding") {
+            assert_eq!(doc["metadata"]["namespace"].as_str(), Some(NS), "{kind} is in the release namespace");
+        }
+    }
+}
+
+#[track_caller]
+fn check_maintenance(cronjob: &Value, schedule: &str, image: &str) {
+    assert_eq!(cronjob["apiVersion"].as_str(), Some("batch/v1"));
+    let spec = &cronjob["spec"];
+    assert_eq!(spec["schedule"].as_str(), Some(schedule));
+    assert_eq!(spec["concurrencyPolicy"].as_str(), Some("Forbid"));
+    let pod = &spec["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"].as_str(), Some("k10"));
+    assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "pod runAsNonRoot");
+    assert!(pod["securityContext"]["runAsUser"].as_u64().is_some_and(|u| u > 0), "pod runs as a non-root uid");
+
+    let c = container(cronjob);
+    assert_eq!(strings(&c["command"]), ["kubectl-k10"]);
+    assert_eq!(strings(&c["args"]), ["maintenance", "run"]);
+    assert_eq!(c["image"].as_str(), Some(image));
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true), "container runAsNonRoot");
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "readOnlyRootFilesystem");
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false), "allowPrivilegeEscalation");
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(sc["privileged"].as_bool() != Some(true));
+    // With a read-only root, HOME must point at the writable volume.
+    let env = c["env"].as_sequence().expect("env");
+    assert!(env.iter().any(|e| e["name"].as_str() == Some("HOME") && e["value"].as_str() == Some("/tmp")), "{env:?}");
+    let mounts = c["volumeMounts"].as_sequence().expect("volumeMounts");
+    assert!(mounts.iter().any(|m| m["mountPath"].as_str() == Some("/tmp")), "{mounts:?}");
+}
+
+#[test]
+fn chart_lints_clean() {
+    let run = helm::lint(CHART);
+    assert!(run.success(), "helm lint --strict failed:\n{}", run.all());
+    assert!(!run.stdout.contains("[WARNING]") && !run.stdout.contains("[ERROR]"), "lint findings:\n{}", run.all());
+    assert!(run.stdout.contains("1 chart(s) linted"), "{}", run.all());
+}
+
+#[test]
+fn chart_metadata_matches_the_crate() {
+    let chart: Value = serde_yaml::from_str(&repo_file("charts/k10/Chart.yaml")).unwrap();
+    assert_eq!(chart["apiVersion"].as_str(), Some("v2"));
+    assert_eq!(chart["name"].as_str(), Some("k10"));
+    assert_eq!(chart["version"].as_str(), Some("0.1.0"));
+    assert_eq!(chart["appVersion"].as_str(), Some(env!("CARGO_PKG_VERSION")), "appVersion follows the crate");
+    let schema: serde_json::Value = serde_json::from_str(&repo_file("charts/k10/values.schema.json")).unwrap();
+    assert_eq!(schema["additionalProperties"], serde_json::json!(false), "unknown top-level values are refused");
+}
+
+#[test]
+fn renders_with_default_values() {
+    let docs = render(&[]);
+    check_objects(&docs);
+    let mut kinds: Vec<String> = docs
+        .iter()
+        .map(|d| format!("{}/{}", d["kind"].as_str().unwrap(), d["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["ClusterRole/k10", "ClusterRoleBinding/k10", "CronJob/k10-maintenance", "ServiceAccount/k10"]);
+
+    let cronjob = object(&docs, "CronJob", CRONJOB);
+    let image = format!("k10/kubectl-k10:{}", env!("CARGO_PKG_VERSION"));
+    check_maintenance(cronjob, "@daily", &image);
+    assert_eq!(cronjob["spec"]["suspend"].as_bool(), Some(false));
+    let c = container(cronjob);
+    assert_eq!(c["imagePullPolicy"].as_str(), Some("IfNotPresent"));
+    assert_eq!(c["resources"]["limits"]["memory"].as_str(), Some("512Mi"));
+}
+
+#[test]
+fn rbac_is_what_install_grants() {
+    let docs = render(&[]);
+    let rendered = serde_json::to_value(&object(&docs, "ClusterRole", "k10")["rules"]).unwrap();
+    let install = serde_json::to_value(k10::cli::install::cluster_role().rules).unwrap();
+    assert_eq!(rendered, install, "charts/k10/templates/rbac.yaml and cluster_role() in src/cli/install.rs differ");
+
+    // The binding and the ServiceAccount are the ones `install` applies (it binds kasten-io/k10).
+    let objects = k10::cli::install::objects();
+    let install_binding = objects.iter().find(|o| o["kind"] == "ClusterRoleBinding").expect("install binds the role");
+    let binding = serde_json::to_value(object(&docs, "ClusterRoleBinding", "k10")).unwrap();
+    assert_eq!(binding["roleRef"], install_binding["roleRef"]);
+    assert_eq!(binding["subjects"], install_binding["subjects"]);
+    assert!(helm::find(&docs, "ServiceAccount", k10::cli::install::SERVICE_ACCOUNT).is_some());
+}
+
+#[test]
+fn renders_with_customised_values() {
+    let sets = [
+        ("image.repository", "acme/kubectl-k10"),
+        ("image.tag", "0.1.0-rc1"),
+        ("image.pullPolicy", "Always"),
+        ("maintenance.schedule", "30 1 */2 * *"),
+        ("maintenance.suspend", "true"),
+        ("maintenance.timeout", "7200"),
+        ("resources.requests.cpu", "200m"),
+        ("resources.requests.memory", "256Mi"),
+        ("resources.limits.memory", "1Gi"),
+        ("podLabels.team", "storage"),
+        ("serviceAccount.annotations.example\\.com/role", "backup"),
+    ];
+    let docs = render(&sets);
+    check_objects(&docs);
+    let cronjob = object(&docs, "CronJob", CRONJOB);
+    check_maintenance(cronjob, "30 1 */2 * *", "acme/kubectl-k10:0.1.0-rc1");
+    assert_eq!(cronjob["spec"]["suspend"].as_bool(), Some(true));
+    let job = &cronjob["spec"]["jobTemplate"]["spec"];
+    assert_eq!(job["activeDeadlineSeconds"].as_u64(), Some(7200));
+    assert_eq!(job["template"]["metadata"]["labels"]["team"].as_str(), Some("storage"));
+    let c = container(cronjob);
+    assert_eq!(c["imagePullPolicy"].as_str(), Some("Always"));
+    assert_eq!(c["resources"]["requests"]["cpu"].as_str(), Some("200m"));
+    assert_eq!(c["resources"]["requests"]["memory"].as_str(), Some("256Mi"));
+    assert_eq!(c["resources"]["limits"]["memory"].as_str(), Some("1Gi"));
+    let sa = object(&docs, "ServiceAccount", "k10");
+    assert_eq!(sa["metadata"]["annotations"]["example.com/role"].as_str(), Some("backup"));
+
+    for schedule in ["@hourly", "0 3 * * *", "*/15 */6 * * *"] {
+        let docs = render(&[("maintenance.schedule", schedule)]);
+        assert_eq!(object(&docs, "CronJob", CRONJOB)["spec"]["schedule"].as_str(), Some(schedule));
+    }
+
+    // Without the schedule the rest still installs.
+    let docs = render(&[("maintenance.enabled", "false")]);
+    check_objects(&docs);
+    assert!(helm::find(&docs, "CronJob", CRONJOB).is_none(), "maintenance.enabled=false renders no CronJob");
+    assert!(helm::find(&docs, "ClusterRole", "k10").is_some());
+}
+
+#[test]
+fn bad_values_are_refused_by_the_schema() {
+    refused(&[("maintenance.schedule", "every tuesday")], &["schema", "/maintenance/schedule"]);
+    // Valid cron, but less often than every 2 days: the locks would not be extended in time.
+    refused(&[("maintenance.schedule", "0 3 * * 2")], &["/maintenance/schedule"]);
+    refused(&[("maintenance.schedule", "0 3 */3 * *")], &["/maintenance/schedule"]);
+    refused(&[("maintenance.schedule", "@weekly")], &["/maintenance/schedule"]);
+    refused(&[("maintenance.schedule", "")], &["/maintenance/schedule"]);
+    refused(&[("schedule", "@daily")], &["schema", "schedule"]);
+    refused(&[("image.pullPolicy", "Sometimes")], &["/image/pullPolicy"]);
+    refused(&[("image.repository", "")], &["/image/repository"]);
+    refused(&[("maintenance.suspend", "yes")], &["/maintenance/suspend"]);
+    refused(&[("resources.limits.memory", "lots")], &["/resources/limits/memory"]);
+}
