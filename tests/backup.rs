@@ -246,11 +246,22 @@ spec:
     );
     let list = f.k10.run(&["policy", "list"]).ok().stdout;
     assert!(list.contains("by-hand") && list.contains("daily=7"), "{list}");
+    // A policy selecting namespaces by label.
+    f.kubectl(&["label", "namespace", "shop", "tier=gold"]);
+    f.k10.run(&["policy", "create", "gold", "--selector", "tier=gold", "--profile", "immutable"]).ok();
+    let gold = f.k10.run(&["policy", "list"]).ok().stdout;
+    assert!(gold.lines().any(|l| l.starts_with(" gold") && l.contains("tier=gold")), "{gold}");
+    let run = f.k10.run(&["policy", "run", "gold", "--wait"]).ok().stdout;
+    assert!(run.contains("namespace shop: restore point gold-"), "{run}");
+    f.k10.run(&["policy", "create", "none", "--selector", "tier=platinum", "--profile", "immutable"]).ok();
+    f.k10.run(&["policy", "run", "none", "--wait"]).fails_with(&["policy \"none\" selects no namespace"]);
+    let runs_before = f.contents().len();
+
     // Without --wait, a Job in kasten-io runs the policy (here through the stand-in kubelet).
     let out = f.k10.run(&["policy", "run", "by-hand"]).ok().stdout;
     let job = out.split("Job kasten-io/").nth(1).unwrap().split(';').next().unwrap().to_string();
     f.kubectl(&["wait", "--for=condition=complete", "--timeout=120s", &format!("job/{job}"), "-n", "kasten-io"]);
-    assert_eq!(f.contents().len(), 1);
+    assert_eq!(f.contents().len(), runs_before + 1);
     let policy = f.json(&["get", "policies.config.kio.kasten.io", "by-hand", "-n", "kasten-io"]);
     assert_eq!(policy["status"]["lastRunResult"], "Succeeded");
 }
