@@ -220,7 +220,8 @@ async fn crds_rbac_and_background_runs_work_with_kubectl() {
     f.kubectl(&["get", "serviceaccount", "k10", "-n", "kasten-io"]);
     let role = f.json(&["get", "clusterrole", "k10"]);
     let rules = role["rules"].as_array().unwrap();
-    assert!(rules.iter().any(|r| r["resources"] == serde_json::json!(["restorepoints", "restorepointcontents"])));
+    assert!(rules.iter().any(|r| r["resources"] == serde_json::json!(["pods/log"]) && r["verbs"] == serde_json::json!(["get"])));
+    assert!(rules.iter().all(|r| !r["verbs"].as_array().unwrap().contains(&serde_json::json!("*"))), "no wildcard verbs");
     let binding = f.json(&["get", "clusterrolebinding", "k10"]);
     assert_eq!(binding["subjects"][0]["name"], "k10");
     // A Policy written by hand with K10's field names is read by the product.

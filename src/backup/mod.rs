@@ -220,12 +220,13 @@ impl NamespaceBackup<'_> {
             .ok_or_else(|| BackupError::NamespaceNotFound(ns.to_string()))?;
         let uid = ns_obj.metadata.uid.clone().unwrap_or_default();
         let start = Utc::now();
-        let run_id = format!("{}-{}", self.policy_name, start.format("%Y%m%d%H%M%S"));
+        // Unique even for two runs of one policy in the same second.
+        let run_id = format!("{}-{}-{}", self.policy_name, start.format("%Y%m%d%H%M%S"), &repo::new_password()[..4]);
         let repository = layout::app_repository(self.cluster_id, &uid);
         let secret_name = password_secret_name(&uid);
-        let password = repository_password(cluster, &secret_name, true)
-            .await?
-            .expect("created when missing");
+        let password = repository_password(cluster, &secret_name, true).await?.ok_or_else(|| K8sError::NotFound {
+            what: format!("key `password` in Secret {K10_NAMESPACE}/{secret_name}"),
+        })?;
         let period = self.storage.protection();
         if let (Some(period), Some(ledgers)) = (period, layout::maintenance_ledgers(&repository)) {
             record_writer(self.storage.as_ref(), &ledgers, period).await?;
@@ -488,11 +489,13 @@ fn node_of(pods: &[Pod], claim: &str) -> Option<String> {
         .find_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
 }
 
-/// A Job name: `<prefix>-<run id>-<index>`, within Kubernetes' 63 characters.
+/// A Job name: `<prefix>-<run id>-<index>`, within Kubernetes' 63 characters; a long policy name
+/// is cut, but the run id's time and random suffix (its end) are kept.
 fn job_name(prefix: &str, run_id: &str, index: usize) -> String {
-    let mut base = format!("{prefix}-{run_id}");
-    base.truncate(55);
-    format!("{}-{index}", base.trim_end_matches('-'))
+    let suffix = format!("-{index}");
+    let room = 63 - prefix.len() - 1 - suffix.len();
+    let id = if run_id.len() > room { &run_id[run_id.len() - room..] } else { run_id };
+    format!("{prefix}-{}{suffix}", id.trim_start_matches('-'))
 }
 
 /// Applies the policy's retention in one namespace: returns the retired restore points.

@@ -71,6 +71,9 @@ pub fn parse(text: &str) -> Result<Retention, String> {
             .trim()
             .parse()
             .map_err(|_| format!("retention count {value:?} for {key} is not a whole number"))?;
+        if n == 0 {
+            return Err(format!("retention count for {key} must be at least 1 (it would retire every new restore point)"));
+        }
         let slot = match key.trim() {
             "hourly" => &mut r.hourly,
             "daily" => &mut r.daily,
@@ -123,6 +126,7 @@ mod tests {
         assert!(parse("hourly").is_err());
         assert!(parse("hourly=-1").is_err());
         assert!(parse("minutely=3").is_err());
+        assert!(parse("hourly=0").is_err());
         assert_eq!(parse("daily=7, weekly=4").unwrap().weekly, Some(4));
     }
 }

@@ -4,7 +4,14 @@
 use std::path::PathBuf;
 
 use crate::datamover::{self, Target};
-use crate::repo::parse_point_in_time;
+use crate::repo::RepoError;
+
+/// The as-of time of a data mover: the store's clock, so not checked against this node's.
+fn store_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, RepoError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|_| RepoError::MalformedTime(text.to_string()))
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataMoverCommand {
@@ -58,7 +65,7 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
             as_of,
             target,
         } => {
-            let at = parse_point_in_time(&as_of)?;
+            let at = store_time(&as_of)?;
             let restored = datamover::restore(&target, &snapshot, at, &path).await?;
             println!(
                 "{}",
@@ -71,7 +78,7 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
             as_of,
             target,
         } => {
-            let at = parse_point_in_time(&as_of)?;
+            let at = store_time(&as_of)?;
             let differences = datamover::verify(&target, &snapshot, at, &path).await?;
             for d in &differences {
                 println!("differs: {d}");

@@ -46,15 +46,16 @@ pub fn cluster_role() -> ClusterRole {
         rules: Some(vec![
             // Capturing an application reads every namespaced resource it has.
             rule(&["*"], &["*"], &["get", "list"]),
-            rule(&[""], &["secrets"], &["create", "delete"]),
+            // Restoring recreates any kind (and `--existing replace` deletes it first); policy runs
+            // create and remove their data mover Jobs and Secrets, CSI snapshots and clone claims,
+            // restore points, CronJobs.
+            rule(&["*"], &["*"], &["create", "delete"]),
             rule(&[""], &["pods/log"], &["get"]),
-            rule(&["batch"], &["jobs"], &["create", "delete"]),
-            rule(&["batch"], &["cronjobs"], &["create", "patch", "delete"]),
-            rule(&["config.kio.kasten.io"], &["profiles", "policies", "profiles/status", "policies/status"], &["create", "patch", "update", "delete"]),
-            rule(&["apps.kio.kasten.io"], &["restorepoints", "restorepointcontents"], &["create", "delete"]),
-            rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["create", "patch"]),
-            rule(&[""], &["namespaces"], &["create", "patch"]),
-            rule(&[""], &["serviceaccounts"], &["create", "patch"]),
+            // Server-side apply and status updates.
+            rule(&["batch"], &["cronjobs"], &["patch"]),
+            rule(&["config.kio.kasten.io"], &["profiles", "policies", "profiles/status", "policies/status"], &["patch", "update"]),
+            rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["patch"]),
+            rule(&[""], &["namespaces", "serviceaccounts"], &["patch"]),
         ]),
         ..Default::default()
     }

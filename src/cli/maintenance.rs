@@ -10,7 +10,7 @@ use super::GlobalArgs;
 use crate::api::K10_NAMESPACE;
 use crate::catalog;
 use crate::objectstore::maintenance;
-use crate::objectstore::storage::{Storage, VersionedStorage};
+use crate::objectstore::storage::VersionedStorage;
 use crate::repo::layout;
 
 #[derive(Debug, clap::Subcommand)]
@@ -81,19 +81,29 @@ pub async fn run(global: &GlobalArgs, cmd: MaintenanceCommand) -> anyhow::Result
         let name = profile.metadata.name.clone().unwrap_or_default();
         let period = catalog::period_of(profile)?.expect("only immutable profiles are maintained");
         let storage = catalog::profile_storage(&cluster, profile).await?;
-        // Repositories are the prefixes holding a restic `config` under this cluster's root.
+        // Repositories are the prefixes that ever held a restic `config` under this cluster's root
+        // (a delete marker on a config must not take its repository out of maintenance).
         let root = layout::cluster_root(&cluster_id);
-        let repositories: Vec<String> = storage
-            .list(&root)
+        let mut repositories: Vec<String> = storage
+            .list_versions(&root)
             .await?
             .into_iter()
-            .filter_map(|o| o.key.strip_suffix("config").map(str::to_string))
-            .filter(|prefix| layout::maintenance_ledgers(prefix).is_some() && !prefix.contains("/maintenance/"))
+            .filter(|v| !v.delete_marker)
+            .filter_map(|v| v.key.strip_suffix("config").map(str::to_string))
+            .filter(|prefix| prefix.ends_with('/') && !prefix.contains("/maintenance/"))
             .collect();
+        repositories.dedup();
         for repository in repositories {
-            let ledgers = layout::maintenance_ledgers(&repository).expect("filtered above");
+            let Some(ledgers) = layout::maintenance_ledgers(&repository) else { continue };
             let store: std::sync::Arc<dyn VersionedStorage> = storage.clone();
-            let report = maintenance::run(store, &repository, &ledgers, period).await?;
+            // One repository's failure does not stop the others.
+            let report = match maintenance::run(store, &repository, &ledgers, period).await {
+                Ok(report) => report,
+                Err(e) => {
+                    failures.push(format!("{repository}: {e}"));
+                    continue;
+                }
+            };
             for (key, why) in &report.failed {
                 failures.push(format!("{key}: {why}"));
             }

@@ -125,19 +125,26 @@ pub async fn run(cluster: &Cluster) -> Result<DrRun> {
     let contents: Vec<RestorePointContent> = list(cluster, Api::all(cluster.client.clone())).await?;
     let points: Vec<RestorePoint> = list(cluster, Api::all(cluster.client.clone())).await?;
     // The Secrets the catalog needs: profile credentials and repository passwords.
-    let mut secret_names: Vec<String> = all_profiles
+    let mut secret_refs: Vec<(String, String)> = all_profiles
         .iter()
-        .map(|p| p.spec.location_spec.credential.secret.name.clone())
+        .map(|p| {
+            let r = &p.spec.location_spec.credential.secret;
+            (r.namespace.clone(), r.name.clone())
+        })
         .collect();
-    secret_names.extend(contents.iter().map(|c| c.spec.password_secret.clone()));
-    secret_names.sort();
-    secret_names.dedup();
-    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+    secret_refs.extend(contents.iter().map(|c| (K10_NAMESPACE.to_string(), c.spec.password_secret.clone())));
+    secret_refs.sort();
+    secret_refs.dedup();
     let mut secret_count = 0;
-    for name in &secret_names {
-        if let Some(s) = secrets.get_opt(name).await.map_err(|e| cluster.err(e, format!("read Secret {name}")))? {
-            documents.push(document(format!("secrets/{name}.json"), &s));
-            secret_count += 1;
+    for (namespace, name) in &secret_refs {
+        let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), namespace);
+        match secrets.get_opt(name).await.map_err(|e| cluster.err(e, format!("read Secret {namespace}/{name}")))? {
+            Some(s) => {
+                documents.push(document(format!("secrets/{name}.json"), &s));
+                secret_count += 1;
+            }
+            // The catalog would be restored without what it needs to read the backups.
+            None => return Err(K8sError::NotFound { what: format!("Secret {namespace}/{name}, which the catalog needs") }.into()),
         }
     }
     for p in &all_profiles {

@@ -30,6 +30,8 @@ use super::storage::{current_at, Result, StorageError, Time, VersionedStorage};
 
 /// Extend when a lock ends sooner than now + P + this many days.
 pub const EXTEND_WITHIN_DAYS: i64 = 10;
+/// How far a writer's clock may lag the store's without maintenance over-estimating its locks.
+const CLOCK_SKEW_DAYS: i64 = 1;
 /// Concurrent extensions.
 const PARALLEL: usize = 16;
 
@@ -83,7 +85,8 @@ pub async fn run_at(
     let objects = current_at(&versions, now + Duration::days(3650));
     let needed = now + Duration::days(i64::from(period.days()) + EXTEND_WITHIN_DAYS);
     let target = now + Duration::days(i64::from(period.lock_days()));
-    let from_write = min_days.map(|d| Duration::days(i64::from(d + LOCK_MARGIN_DAYS)));
+    // Writers lock by their own clock, LastModified is the store's: allow a day of skew.
+    let from_write = min_days.map(|d| Duration::days(i64::from(d + LOCK_MARGIN_DAYS) - CLOCK_SKEW_DAYS));
 
     let mut todo = Vec::new();
     let mut covered_min = target;

@@ -91,6 +91,15 @@ impl S3Storage {
         }
     }
 
+    fn truncated(&self, prefix: &str) -> StorageError {
+        StorageError::Unavailable {
+            op: "list",
+            key: prefix.to_string(),
+            store: self.describe(),
+            reason: "the store said the listing goes on but gave no marker to continue from".into(),
+        }
+    }
+
     async fn read(&self, key: &str, version_id: Option<&str>, range: Option<Range<u64>>) -> Result<Bytes> {
         if let Some(r) = &range {
             if r.start >= r.end {
@@ -185,10 +194,11 @@ impl Storage for S3Storage {
                     last_modified: to_time(o.last_modified()),
                 });
             }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => break,
+            if page.is_truncated() != Some(true) {
+                break;
             }
+            // A truncated page without a way on must not pass for the whole listing.
+            token = Some(page.next_continuation_token().ok_or_else(|| self.truncated(prefix))?.to_string());
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -298,11 +308,8 @@ impl VersionedStorage for S3Storage {
             }
             out.extend(batch);
             if page.is_truncated() == Some(true) {
-                key_marker = page.next_key_marker().map(str::to_string);
+                key_marker = Some(page.next_key_marker().ok_or_else(|| self.truncated(prefix))?.to_string());
                 version_marker = page.next_version_id_marker().map(str::to_string);
-                if key_marker.is_none() {
-                    break;
-                }
             } else {
                 break;
             }

@@ -119,13 +119,18 @@ pub fn parse_point_in_time(text: &str) -> Result<Time> {
     let at = chrono::DateTime::parse_from_rfc3339(text.trim())
         .map_err(|_| RepoError::MalformedTime(text.to_string()))?
         .with_timezone(&Utc);
-    check_not_future(at)?;
+    check_not_future(at, chrono::Duration::zero())?;
     Ok(at)
 }
 
-fn check_not_future(at: Time) -> Result<()> {
+/// How far ahead of this machine's clock the store's clock may run: times that come from the
+/// store (a restore point's end time) are not refused for a skew below this.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(15);
+
+/// Refuses a time later than now (+ `tolerance`, for times read from the store's clock).
+fn check_not_future(at: Time, tolerance: chrono::Duration) -> Result<()> {
     let now = Utc::now();
-    if at > now {
+    if at > now + tolerance {
         return Err(RepoError::FutureTime {
             at: at.to_rfc3339(),
             now: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -323,7 +328,7 @@ impl Repo<ReadOnly> {
         at: Time,
         password: &str,
     ) -> Result<Repo<ReadOnly>> {
-        check_not_future(at)?;
+        check_not_future(at, CLOCK_SKEW)?;
         let view: Arc<dyn Storage> = Arc::new(PointInTime::new(storage, prefix, at).await?);
         let backends = backends(view.clone(), prefix);
         let location = backends.repository().location();

@@ -206,7 +206,7 @@ impl Opened {
         args.extend(self.target.args());
         ProductJob {
             namespace: namespace.to_string(),
-            name: format!("k10-{verb}-{}-{index}", &snapshot[..12]),
+            name: format!("k10-{verb}-{}-{index}", snapshot.get(..12).unwrap_or(snapshot)),
             args,
             secret_env: BTreeMap::from([
                 (datamover::ENV_ACCESS_KEY.into(), self.credentials.access_key_id.clone()),
