@@ -209,7 +209,14 @@ async fn bad_policies_are_refused() {
     assert_eq!(container["securityContext"]["runAsNonRoot"], true);
     assert_eq!(container["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
     f.k10.run(&["policy", "delete", "hourly"]).ok();
-    assert!(f.json(&["get", "cronjobs", "-n", "kasten-io"])["items"].as_array().unwrap().is_empty());
+    let cronjobs = f.kubectl(&["get", "cronjobs", "-n", "kasten-io", "-o", "name"]);
+    assert_eq!(cronjobs.trim(), "cronjob.batch/k10-maintenance", "only install's maintenance CronJob is left");
+    // install's retention maintenance runs daily, as the k10 ServiceAccount.
+    let maintenance = f.json(&["get", "cronjob", "k10-maintenance", "-n", "kasten-io"]);
+    assert_eq!(maintenance["spec"]["schedule"], "@daily");
+    let pod = &maintenance["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][0]["args"], serde_json::json!(["maintenance", "run"]));
+    assert_eq!(pod["serviceAccountName"], "k10");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -42,7 +42,7 @@ pub struct Capture {
 
 /// True for objects the cluster recreates by itself: anything a controller owns (Pods of
 /// workloads, ReplicaSets, ControllerRevisions, …), service-account tokens, the root CA ConfigMap
-/// and the `default` ServiceAccount.
+/// and the `default` ServiceAccount; and the product's own passing objects.
 fn regenerated(group: &str, plural: &str, obj: &DynamicObject) -> bool {
     let controlled = obj
         .metadata
@@ -51,7 +51,15 @@ fn regenerated(group: &str, plural: &str, obj: &DynamicObject) -> bool {
         .is_some_and(|refs| refs.iter().any(|r| r.controller == Some(true)));
     let name = obj.metadata.name.as_deref().unwrap_or_default();
     let secret_type = obj.data.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+    // The product's own passing objects: data mover Jobs and Secrets, snapshots, clone claims.
+    let ours = obj
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .is_some_and(|v| v == "k10");
     controlled
+        || ours
         || (group.is_empty() && plural == "secrets" && secret_type == "kubernetes.io/service-account-token")
         || (group.is_empty() && plural == "configmaps" && name == "kube-root-ca.crt")
         || (group.is_empty() && plural == "serviceaccounts" && name == "default")

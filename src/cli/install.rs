@@ -1,6 +1,8 @@
 //! `kubectl k10 install`: applies the catalog's CRDs, the `kasten-io` namespace, the `k10`
-//! ServiceAccount and its RBAC (idempotent: server-side apply).
+//! ServiceAccount and its RBAC, and the daily retention-maintenance CronJob (idempotent:
+//! server-side apply).
 
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -11,6 +13,7 @@ use serde::Serialize;
 use super::output::{self, Format};
 use super::GlobalArgs;
 use crate::api::{self, K10_NAMESPACE};
+use crate::k8s::jobs::ProductJob;
 use crate::k8s::Cluster;
 
 /// The name of the ServiceAccount, ClusterRole and ClusterRoleBinding.
@@ -61,6 +64,36 @@ pub fn cluster_role() -> ClusterRole {
     }
 }
 
+/// Retention maintenance every day (the contract asks for at least every 2 days).
+pub fn maintenance_cronjob() -> CronJob {
+    let job = ProductJob {
+        namespace: K10_NAMESPACE.into(),
+        name: "k10-maintenance".into(),
+        args: vec!["maintenance".into(), "run".into()],
+        secret_env: Default::default(),
+        mount: None,
+        node_name: None,
+        labels: [("app.kubernetes.io/managed-by".to_string(), "k10".to_string())].into(),
+        timeout: std::time::Duration::from_secs(12 * 3600),
+    }
+    .job();
+    CronJob {
+        metadata: ObjectMeta {
+            name: Some("k10-maintenance".into()),
+            namespace: Some(K10_NAMESPACE.into()),
+            labels: job.metadata.labels.clone(),
+            ..Default::default()
+        },
+        spec: Some(CronJobSpec {
+            schedule: "@daily".into(),
+            concurrency_policy: Some("Forbid".into()),
+            job_template: JobTemplateSpec { metadata: None, spec: job.spec },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Everything `install` applies, in order, as JSON documents.
 pub fn objects() -> Vec<serde_json::Value> {
     let mut all = vec![serde_json::to_value(Namespace {
@@ -80,6 +113,7 @@ pub fn objects() -> Vec<serde_json::Value> {
         ..Default::default()
     }));
     all.push(serde_json::to_value(cluster_role()));
+    all.push(serde_json::to_value(maintenance_cronjob()));
     all.push(serde_json::to_value(ClusterRoleBinding {
         metadata: ObjectMeta {
             name: Some(SERVICE_ACCOUNT.into()),
@@ -132,6 +166,7 @@ pub async fn run(global: &GlobalArgs, args: InstallArgs) -> anyhow::Result<()> {
             }
             "ClusterRole" => apply::<ClusterRole>(&cluster, Api::all(cluster.client.clone()), obj).await?,
             "ClusterRoleBinding" => apply::<ClusterRoleBinding>(&cluster, Api::all(cluster.client.clone()), obj).await?,
+            "CronJob" => apply::<CronJob>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             other => unreachable!("install has no {other}"),
         }
     }

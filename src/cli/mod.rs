@@ -57,7 +57,8 @@ impl GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Install the catalog's CRDs and the kasten-io namespace (idempotent).
+    /// Install the CRDs, the kasten-io namespace, the k10 ServiceAccount and RBAC, and the
+    /// retention-maintenance CronJob (idempotent).
     Install(install::InstallArgs),
     /// Location profiles: where backups go, validated for Object Lock immutability.
     #[command(subcommand)]

@@ -224,9 +224,21 @@ impl ProductJob {
     }
 
     async fn create_and_wait(&self, cluster: &Cluster, jobs: &Api<Job>) -> Result<(), JobError> {
-        jobs.create(&PostParams::default(), &self.job())
+        let job = jobs
+            .create(&PostParams::default(), &self.job())
             .await
             .map_err(|e| cluster.err(e, format!("create Job {}/{}", self.namespace, self.name)))?;
+        // The Secret belongs to the Job: if this process dies before removing them, the cluster's
+        // garbage collector removes the Secret with the Job.
+        if let Some(uid) = job.metadata.uid {
+            let owner = serde_json::json!({"metadata": {"ownerReferences": [{
+                "apiVersion": "batch/v1", "kind": "Job", "name": self.name, "uid": uid,
+            }]}});
+            let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
+            let _ = secrets
+                .patch(&self.secret_name(), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&owner))
+                .await;
+        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let job = jobs
