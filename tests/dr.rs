@@ -139,7 +139,7 @@ async fn the_catalog_comes_back_as_of_a_point_in_time_and_the_app_with_it() {
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     refuse(&["--source-cluster-id", &source_id, "--point-in-time", &future], "is in the future");
     let old = (chrono::Utc::now() - chrono::Duration::days(45)).to_rfc3339();
-    refuse(&["--source-cluster-id", &source_id, "--point-in-time", &old], "older than the DR profile's protection period");
+    refuse(&["--source-cluster-id", &source_id, "--point-in-time", &old], "older than the protection period allows");
     refuse(&["--source-cluster-id", &source_id, "--point-in-time", "yesterday"], "malformed point in time");
     refuse(&["--source-cluster-id", "no-such-cluster"], &format!("cluster IDs found: {source_id}"));
     let before = (t1 - chrono::Duration::minutes(10)).to_rfc3339();

@@ -467,10 +467,15 @@ impl NamespaceBackup<'_> {
     /// Forgets the snapshots a failed run wrote (delete markers only).
     async fn forget_run(&self, repo: &Repo<Writable>, run_id: &str) {
         let tag = format!("run={run_id}");
-        if let Ok(snaps) = repo.snapshots().await {
-            for s in snaps.into_iter().filter(|s| s.tags.contains(&tag)) {
-                let _ = repo.forget(&s.id).await;
+        match repo.snapshots().await {
+            Ok(snaps) => {
+                for s in snaps.into_iter().filter(|s| s.tags.contains(&tag)) {
+                    if let Err(e) = repo.forget(&s.id).await {
+                        tracing::warn!(snapshot = %s.id, "could not forget a snapshot of failed run {run_id}: {e}");
+                    }
+                }
             }
+            Err(e) => tracing::warn!("could not list the snapshots of failed run {run_id} to forget them: {e}"),
         }
     }
 }

@@ -383,17 +383,13 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
     let progress = output::Progress::new();
     let result = backup::run_policy(cluster, &policy, require_immutable, &|line| progress.step(line)).await;
     progress.finish();
-    let (outcome, status) = match &result {
-        Ok(_) => ("Succeeded".to_string(), Ok(())),
-        Err(e) => (format!("Failed: {e}"), Err(())),
-    };
     let patch = serde_json::json!({"status": {
         "lastRunTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "lastRunResult": if status.is_ok() { "Succeeded" } else { "Failed" },
+        "lastRunResult": if result.is_ok() { "Succeeded" } else { "Failed" },
     }});
-    let _ = policies(cluster)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await;
+    if let Err(e) = policies(cluster).patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        eprintln!("warning: could not record the run in policy {name:?}'s status: {}", cluster.err(e, "patch policy status"));
+    }
     let runs = result?;
     for run in &runs {
         println!(
@@ -401,6 +397,6 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
             run.namespace, run.restore_point, run.volumes, run.manifests, run.files, run.bytes, run.uploaded, run.end_time
         );
     }
-    println!("policy {name:?} run {} in {:.1} s", outcome.to_lowercase(), started.elapsed().as_secs_f64());
+    println!("policy {name:?} run succeeded in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

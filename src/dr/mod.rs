@@ -34,7 +34,7 @@ pub enum DrError {
     UnknownCluster { id: String, found: Vec<String> },
     #[error("no DR snapshot at or before {at}; the earliest available is from {earliest}")]
     NothingBefore { at: String, earliest: String },
-    #[error("point in time {at} is older than the DR profile's protection period of {days} days allows (the earliest is {earliest}); choose a later time")]
+    #[error("point in time {at} is older than the protection period allows ({days} days: the earliest is {earliest}); choose a later time")]
     TooOld { at: String, days: u32, earliest: String },
     #[error("wrong DR passphrase for the catalog of cluster {0:?}: use the passphrase the source cluster's DR policy used")]
     WrongPassphrase(String),
@@ -70,8 +70,8 @@ pub async fn passphrase(cluster: &Cluster, secret: &str) -> Result<String> {
 
 fn strip(value: &mut serde_json::Value) {
     if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        for f in ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink", "ownerReferences"] {
-            meta.remove(f);
+        for f in crate::restore::strip::SERVER_METADATA {
+            meta.remove(*f);
         }
     }
 }

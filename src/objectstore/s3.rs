@@ -347,11 +347,10 @@ impl VersionedStorage for S3Storage {
                 .filter(|r| r.mode() == Some(&ObjectLockRetentionMode::Compliance))
                 .and_then(|r| r.retain_until_date())
                 .map(|t| to_time(Some(t)))),
-            Err(e) => match self.error("read the lock of", key, e) {
-                // S3 answers "no retention" with an error code rather than an empty result.
-                StorageError::Refused { reason, .. } if reason.contains("NoSuchObjectLockConfiguration") => Ok(None),
-                other => Err(other),
-            },
+            // S3 answers "no retention" with an error code (whatever its HTTP status) rather than
+            // an empty result.
+            Err(e) if Failure::of(&e).code() == Some("NoSuchObjectLockConfiguration") => Ok(None),
+            Err(e) => Err(self.error("read the lock of", key, e)),
         }
     }
 

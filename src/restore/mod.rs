@@ -232,8 +232,18 @@ pub async fn restore(
     options: &Options,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Report> {
-    let spec = &content.spec;
     let opened = open(cluster, content, progress).await?;
+    restore_opened(cluster, content, &opened, options, progress).await
+}
+
+async fn restore_opened(
+    cluster: &Cluster,
+    content: &RestorePointContent,
+    opened: &Opened,
+    options: &Options,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report> {
+    let spec = &content.spec;
     let (repo, manifests, index) = (&opened.repo, opened.manifests.as_str(), &opened.index);
     let mut objects = opened.objects();
     objects.retain(|o| wanted(o, options));
@@ -495,7 +505,8 @@ async fn verify_in(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Verification> {
     let namespace = options.target_namespace.clone().expect("verify restores into its own namespace");
-    let report = restore(cluster, content, options, progress).await?;
+    let opened = open(cluster, content, progress).await?;
+    let report = restore_opened(cluster, content, &opened, options, progress).await?;
     let mut v = Verification::default();
     for (what, outcome) in &report.steps {
         match outcome {
@@ -507,7 +518,6 @@ async fn verify_in(
         }
     }
     let spec = &content.spec;
-    let opened = open(cluster, content, progress).await?;
     let (repo, manifests) = (&opened.repo, opened.manifests.as_str());
 
     // Every manifest, as restored, equals the captured one once server-set fields are stripped.

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// Metadata fields the server owns.
-const SERVER_METADATA: &[&str] = &[
+pub const SERVER_METADATA: &[&str] = &[
     "uid",
     "resourceVersion",
     "generation",
