@@ -334,11 +334,16 @@ impl NamespaceBackup<'_> {
                 ));
             }
         }
-        if written.len() != claims.len() {
+        // Exactly one snapshot per claim of the namespace.
+        let mut got: Vec<&str> = written.iter().filter_map(|(r, _)| r.pvc.as_deref()).collect();
+        let mut want: Vec<&str> = claims.iter().filter_map(|c| c.metadata.name.as_deref()).collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        if got != want {
             return Err(BackupError::Repo(RepoError::Engine {
                 op: "backup",
                 location: repo.location().to_string(),
-                message: format!("expected {} volume snapshots of run {run_id}, found {}", claims.len(), written.len()),
+                message: format!("run {run_id} has volume snapshots of {got:?}, expected one of each of {want:?}"),
             }));
         }
 
