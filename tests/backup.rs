@@ -263,6 +263,13 @@ spec:
     assert!(run.contains("namespace shop: restore point gold-"), "{run}");
     f.k10.run(&["policy", "create", "none", "--selector", "tier=platinum", "--profile", "immutable"]).ok();
     f.k10.run(&["policy", "run", "none", "--wait"]).fails_with(&["policy \"none\" selects no namespace"]);
+    // A namespace that fails does not keep the others from being protected.
+    f.kubectl(&["create", "namespace", "gone"]);
+    f.k10.run(&["policy", "create", "two", "--namespaces", "shop,gone", "--profile", "immutable"]).ok();
+    f.kubectl(&["delete", "namespace", "gone"]);
+    let partial = f.k10.run(&["policy", "run", "two", "--wait"]);
+    let partial = partial.fails_with(&["1 of 2 namespaces failed", "namespace \"gone\" not found"]);
+    assert!(partial.stdout.contains("namespace shop: restore point two-"), "{}", partial.stdout);
     let runs_before = f.contents().len();
 
     // Without --wait, a Job in kasten-io runs the policy (here through the stand-in kubelet).

@@ -44,6 +44,13 @@ pub enum BackupError {
         #[source]
         source: Box<BackupError>,
     },
+    #[error("{} of {total} namespaces failed: {}", .failures.len(), .failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Partial {
+        total: usize,
+        failures: Vec<BackupError>,
+        /// The namespaces that were protected.
+        runs: Vec<NamespaceRun>,
+    },
     #[error(transparent)]
     Job(#[from] JobError),
     #[error(transparent)]
@@ -171,6 +178,9 @@ pub async fn run_policy(
     let storage = catalog::profile_storage(cluster, &profile).await?;
     let credentials = catalog::profile_credentials(cluster, &profile).await?;
     let mut runs = Vec::new();
+    // Each namespace on its own: one that fails does not keep the others from being protected.
+    let total = namespaces.len();
+    let mut failures = Vec::new();
     for namespace in namespaces {
         progress(&format!("namespace {namespace}: starting"));
         let run = NamespaceBackup {
@@ -184,17 +194,30 @@ pub async fn run_policy(
             namespace: &namespace,
             progress,
         };
-        let mut done = run.run().await.map_err(|source| BackupError::Namespace {
-            namespace: namespace.clone(),
-            source: Box::new(source),
-        })?;
-        done.retired = apply_retention(cluster, policy, &namespace).await?;
+        let mut done = match run.run().await {
+            Ok(done) => done,
+            Err(source) => {
+                failures.push(BackupError::Namespace {
+                    namespace: namespace.clone(),
+                    source: Box::new(source),
+                });
+                continue;
+            }
+        };
+        match apply_retention(cluster, policy, &namespace).await {
+            Ok(retired) => done.retired = retired,
+            Err(e) => progress(&format!("namespace {namespace}: retention not applied: {e}")),
+        }
         for retired in &done.retired {
             progress(&format!("namespace {namespace}: retired restore point {retired}"));
         }
         runs.push(done);
     }
-    Ok(runs)
+    if failures.is_empty() {
+        Ok(runs)
+    } else {
+        Err(BackupError::Partial { total, failures, runs })
+    }
 }
 
 struct NamespaceBackup<'a> {

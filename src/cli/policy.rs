@@ -390,12 +390,22 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
     if let Err(e) = policies(cluster).patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         eprintln!("warning: could not record the run in policy {name:?}'s status: {}", cluster.err(e, "patch policy status"));
     }
-    let runs = result?;
+    let (runs, failed) = match result {
+        Ok(runs) => (runs, None),
+        Err(backup::BackupError::Partial { total, failures, runs }) => {
+            let e = backup::BackupError::Partial { total, failures, runs: Vec::new() };
+            (runs, Some(e))
+        }
+        Err(e) => return Err(e.into()),
+    };
     for run in &runs {
         println!(
             "namespace {}: restore point {} ({} volumes, {} manifests, {} files, {} bytes, {} bytes uploaded; end {})",
             run.namespace, run.restore_point, run.volumes, run.manifests, run.files, run.bytes, run.uploaded, run.end_time
         );
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
     }
     println!("policy {name:?} run succeeded in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
