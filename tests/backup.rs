@@ -21,6 +21,9 @@ async fn policy_runs_capture_manifests_and_volumes() {
     let list = f.k10.run(&["policy", "list"]).ok().stdout;
     assert!(list.contains("shop-backup") && list.contains("@onDemand") && list.contains("hourly=2"), "{list}");
 
+    // A leader-election lease: state of the moment, never captured.
+    f.kubectl_apply("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: web-leader, namespace: shop}\nspec: {holderIdentity: web-0}\n");
+
     // First run: one restore point.
     let run = f.k10.run(&["policy", "run", "shop-backup", "--wait"]).ok();
     println!("{}", run.all());
@@ -61,7 +64,7 @@ async fn policy_runs_capture_manifests_and_volumes() {
     ] {
         assert!(captured.contains(&want.to_string()), "{want} not captured: {captured:?}");
     }
-    for regenerated in ["ConfigMap/kube-root-ca.crt", "ServiceAccount/default"] {
+    for regenerated in ["ConfigMap/kube-root-ca.crt", "ServiceAccount/default", "Lease/web-leader"] {
         assert!(!captured.contains(&regenerated.to_string()), "{regenerated} captured");
     }
     assert_eq!(index["crds"], serde_json::json!(["widgets.example.com"]));

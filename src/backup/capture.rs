@@ -16,6 +16,9 @@ const SKIPPED: &[(&str, &str)] = &[
     ("events.k8s.io", "events"),
     ("", "endpoints"),
     ("discovery.k8s.io", "endpointslices"),
+    // Live readings of the metrics server and leader-election leases: state of the moment.
+    ("metrics.k8s.io", "pods"),
+    ("coordination.k8s.io", "leases"),
     ("apps.kio.kasten.io", "restorepoints"),
 ];
 

@@ -143,6 +143,7 @@ const BUILTINS: &[Builtin] = &[
     ("networking.k8s.io", "v1", "ingresses", "Ingress", true, &["ing"], true, false),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"], false, false),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], true, false),
+    ("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false, false),
 ];
 
 /// The built-in resource table.

@@ -24,8 +24,8 @@
 //!   rbac.authorization.k8s.io/v1 roles, rolebindings, clusterroles, clusterrolebindings;
 //!   apiextensions.k8s.io/v1 customresourcedefinitions; storage.k8s.io/v1 storageclasses;
 //!   discovery.k8s.io/v1 endpointslices; networking.k8s.io/v1 ingresses, networkpolicies;
-//!   policy/v1 poddisruptionbudgets. Each with kind, scope, verbs, kubectl's short names and a
-//!   `/status` subresource where the real one has it.
+//!   policy/v1 poddisruptionbudgets; coordination.k8s.io/v1 leases. Each with kind, scope, verbs,
+//!   kubectl's short names and a `/status` subresource where the real one has it.
 //! * `/openapi/v3` is a minimal document without schemas: each PATCH operation declares the
 //!   `fieldValidation` parameter (so kubectl validates on the server, sending
 //!   `fieldValidation=Strict`) and no strategic merge patch (so `kubectl apply` builds its patches

@@ -58,7 +58,7 @@ pub fn validate_name(res: &ResourceInfo, name: &str) -> ApiResult<()> {
 /// built-in kinds are decoded as their k8s-openapi type, every object's metadata as ObjectMeta.
 /// Unknown fields of built-in kinds are not reported.
 pub fn check_types(res: &ResourceInfo, obj: &Value) -> ApiResult<()> {
-    use k8s_openapi::api::{apps, batch, core, discovery, networking, policy, rbac, storage};
+    use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, policy, rbac, storage};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     fn decode<T: serde::de::DeserializeOwned>(obj: &Value) -> Result<(), String> {
         serde_json::from_value::<T>(obj.clone())
@@ -96,6 +96,7 @@ pub fn check_types(res: &ResourceInfo, obj: &Value) -> ApiResult<()> {
         ("networking.k8s.io", "ingresses") => decode::<networking::v1::Ingress>(obj),
         ("networking.k8s.io", "networkpolicies") => decode::<networking::v1::NetworkPolicy>(obj),
         ("policy", "poddisruptionbudgets") => decode::<policy::v1::PodDisruptionBudget>(obj),
+        ("coordination.k8s.io", "leases") => decode::<coordination::v1::Lease>(obj),
         _ => decode::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(&obj["metadata"]),
     };
     result.map_err(|e| {
