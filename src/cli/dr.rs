@@ -170,6 +170,9 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
             for s in &report.skipped {
                 println!("skipped  {s}");
             }
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "catalog of cluster {source_cluster_id} restored as of its DR snapshot of {} ({} objects created)",
                 report.snapshot_time,

@@ -40,6 +40,10 @@ pub enum DrError {
     WrongPassphrase(String),
     #[error("the catalog snapshot is unreadable: {0}")]
     Unreadable(String),
+    #[error("the catalog as of {at} is gone: it cannot be read ({cause}); it was destroyed or overwritten at or before that time, as in an attack. Choose an earlier point in time, before the attack{hint}")]
+    GoneAt { at: String, cause: String, hint: String },
+    #[error("the DR passphrase Secret {K10_NAMESPACE}/{0} with key `key` is missing on this installation: recovery needs the passphrase the source cluster's DR policy used; create it with `kubectl create secret generic {0} -n {K10_NAMESPACE} --from-literal key=<that passphrase>` and run the restore again")]
+    NoPassphraseToRestore(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
@@ -224,6 +228,87 @@ pub struct RestoreReport {
     pub snapshot_time: String,
     pub created: Vec<String>,
     pub skipped: Vec<String>,
+    /// What the user should know about the catalog brought back (e.g. it holds no restore points).
+    pub warnings: Vec<String>,
+}
+
+/// An RFC 3339 store time, to the second (what `--point-in-time` takes).
+fn rfc3339(t: Time) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The catalog repository as of `at` and its newest DR snapshot, with that snapshot's documents.
+async fn open_catalog(
+    storage: &std::sync::Arc<crate::objectstore::s3::S3Storage>,
+    prefix: &str,
+    at: Time,
+    passphrase: &str,
+) -> Result<(Repo<ReadOnly>, crate::repo::Snapshot, Vec<String>)> {
+    let repo = Repo::<ReadOnly>::open_at(storage.clone(), prefix, at, passphrase).await?;
+    let snap = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .rfind(|s| s.tags.iter().any(|t| t == DR_TAG))
+        .ok_or_else(|| DrError::Unreadable("the catalog repository holds no DR snapshot".into()))?;
+    let listing = repo.list_documents(&snap.id).await?;
+    if !listing.iter().any(|p| p == "index.json") {
+        return Err(DrError::Unreadable(format!("DR snapshot {} has no index.json", snap.id)));
+    }
+    Ok((repo, snap, listing))
+}
+
+/// Which earlier DR snapshots still read (the newest of them, and the newest that holds restore
+/// points), as the end of a [`DrError::GoneAt`] message.
+async fn readable_before(
+    storage: &std::sync::Arc<crate::objectstore::s3::S3Storage>,
+    prefix: &str,
+    times: &[Time],
+    t: Time,
+    passphrase: &str,
+) -> String {
+    let mut newest = None;
+    for earlier in times.iter().rev().filter(|x| **x < t).take(20) {
+        let Ok((_, _, listing)) = open_catalog(storage, prefix, *earlier, passphrase).await else {
+            continue;
+        };
+        let at = rfc3339(*earlier);
+        if restore_points_in(&listing) > 0 {
+            return match newest {
+                None => format!(": the newest DR snapshot that still reads was stored at {at} (--point-in-time {at})"),
+                Some(empty) => format!(": the newest DR snapshot that still reads, stored at {empty}, holds no restore points; the newest that holds some was stored at {at} (--point-in-time {at})"),
+            };
+        }
+        newest.get_or_insert(at);
+    }
+    match newest {
+        Some(at) => format!(": the newest DR snapshot that still reads was stored at {at} (--point-in-time {at}), and it holds no restore points"),
+        None => String::new(),
+    }
+}
+
+fn restore_points_in(listing: &[String]) -> usize {
+    listing.iter().filter(|p| p.starts_with("restorepointcontents/")).count()
+}
+
+/// When the catalog brought back holds no restore points: the newest earlier DR snapshot that
+/// held some, and when the next one (the first without) was stored, as a warning.
+async fn empty_catalog_warning(repo: &Repo<ReadOnly>, chosen: &crate::repo::Snapshot) -> Result<Option<String>> {
+    let dr: Vec<crate::repo::Snapshot> = repo.snapshots().await?.into_iter().filter(|s| s.tags.iter().any(|t| t == DR_TAG)).collect();
+    let Some(pos) = dr.iter().position(|s| s.id == chosen.id) else {
+        return Ok(None);
+    };
+    for i in (0..pos).rev() {
+        let n = restore_points_in(&repo.list_documents(&dr[i].id).await?);
+        if n > 0 {
+            let held = rfc3339(repo.stored_at(&dr[i].id).await?);
+            let emptied = rfc3339(repo.stored_at(&dr[i + 1].id).await?);
+            return Ok(Some(format!(
+                "the catalog brought back holds no restore points, but the DR snapshot stored at {held} held {n}: if they were retired by an attacker, restore as of a point in time before {emptied} (--point-in-time {held})"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Recreates the catalog of `source_cluster_id` as it was at the newest DR snapshot at or before
@@ -231,7 +316,10 @@ pub struct RestoreReport {
 pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<RestoreReport> {
     let mut k10 = cluster.clone();
     k10.namespace = K10_NAMESPACE.into();
-    let passphrase = passphrase(cluster, &options.passphrase_secret).await?;
+    let passphrase = match passphrase(cluster, &options.passphrase_secret).await {
+        Err(DrError::NoPassphrase(name)) => return Err(DrError::NoPassphraseToRestore(name)),
+        other => other?,
+    };
     let profile = catalog::get_profile(&k10, &options.profile).await?;
     let storage = catalog::profile_storage(cluster, &profile).await?;
     let id = &options.source_cluster_id;
@@ -263,36 +351,39 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
     let prefix = layout::catalog_repository(id);
     // With a point in time, the catalog as of then. Without one, the newest DR snapshot that still
     // reads: after an attack, the newest versions of the keys may be garbage.
-    let candidates: Vec<Time> = match options.point_in_time {
-        Some(t) => vec![t],
-        None => times.iter().rev().copied().collect(),
-    };
-    let mut opened = None;
-    let mut last_error = None;
-    for t in candidates {
-        match Repo::<ReadOnly>::open_at(storage.clone(), &prefix, t, &passphrase).await {
-            Ok(r) => {
-                opened = Some(r);
-                break;
+    let opened = match options.point_in_time {
+        Some(t) => match open_catalog(&storage, &prefix, t, &passphrase).await {
+            Ok(o) => o,
+            Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(id.clone())),
+            Err(e) => {
+                return Err(DrError::GoneAt {
+                    at: rfc3339(t),
+                    cause: e.to_string(),
+                    hint: readable_before(&storage, &prefix, &times, t, &passphrase).await,
+                })
             }
-            Err(RepoError::WrongPassword { .. }) => return Err(DrError::WrongPassphrase(id.clone())),
-            Err(e) => last_error = Some(e),
+        },
+        None => {
+            let mut found = None;
+            let mut last_error = None;
+            for t in times.iter().rev() {
+                match open_catalog(&storage, &prefix, *t, &passphrase).await {
+                    Ok(o) => {
+                        found = Some(o);
+                        break;
+                    }
+                    Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(id.clone())),
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            match (found, last_error) {
+                (Some(o), _) => o,
+                (None, Some(e)) => return Err(e),
+                (None, None) => unreachable!("there is at least one DR snapshot time"),
+            }
         }
-    }
-    let repo = match (opened, last_error) {
-        (Some(r), _) => r,
-        (None, Some(e)) => return Err(e.into()),
-        (None, None) => unreachable!("there is at least one candidate"),
     };
-    let snap = repo
-        .snapshots()
-        .await?
-        .into_iter()
-        .rfind(|s| s.tags.iter().any(|t| t == DR_TAG))
-        .ok_or_else(|| DrError::NothingBefore {
-            at: at.to_rfc3339(),
-            earliest: times[0].to_rfc3339(),
-        })?;
+    let (repo, snap, listing) = opened;
     let read = |path: String| {
         let repo = &repo;
         let id = snap.id.clone();
@@ -302,7 +393,6 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
         }
     };
     let index = read("index.json".into()).await?;
-    let listing = repo.list_documents(&snap.id).await?;
 
     // The DR profile's protection period bounds how far back the restore may go.
     if let Some(t) = options.point_in_time {
@@ -328,6 +418,9 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
         snapshot_time: snap.time.to_rfc3339(),
         ..Default::default()
     };
+    if restore_points_in(&listing) == 0 {
+        report.warnings.extend(empty_catalog_warning(&repo, &snap).await?);
+    }
     let skip = |kind: &str| options.skip.iter().any(|s| s == kind);
     let mut docs: Vec<&String> = listing.iter().collect();
     // Secrets first (profiles reference them), then profiles, policies, contents, restore points.
