@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::datamover::{self, Target};
+use crate::datamover::{self, tree, Target};
 use crate::repo::RepoError;
 
 /// The as-of time of a data mover: the store's clock, so not checked against this node's.
@@ -48,6 +48,20 @@ pub enum DataMoverCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Write about --mib MiB of sample data (files of mixed sizes, modes, symlinks) into --path,
+    /// which must be new or empty: the application data of a drill.
+    Sample {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        mib: usize,
+    },
+    /// Print a digest of the tree at --path (every entry's content hash, mode, mtime, symlink
+    /// target) as one JSON line, to compare volumes byte for byte across clusters.
+    Digest {
+        #[arg(long)]
+        path: PathBuf,
+    },
 }
 
 pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
@@ -87,6 +101,19 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
                 anyhow::bail!("{} difference(s) between the volume and snapshot {snapshot}", differences.len());
             }
             println!("{}", serde_json::json!({"snapshot": snapshot, "identical": true}));
+        }
+        DataMoverCommand::Sample { path, mib } => {
+            let occupied = std::fs::read_dir(&path).map(|mut d| d.next().is_some()).unwrap_or(false);
+            if occupied {
+                anyhow::bail!("{} is not empty: sample data is written only into a new or empty volume", path.display());
+            }
+            tree::sample(&path, mib).map_err(|e| anyhow::anyhow!("cannot write sample data into {}: {e}", path.display()))?;
+            let d = tree::digest(&path)?;
+            println!("{}", serde_json::json!({"files": d.files, "bytes": d.bytes}));
+        }
+        DataMoverCommand::Digest { path } => {
+            let d = tree::digest(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            println!("{}", serde_json::to_string(&d)?);
         }
     }
     Ok(())

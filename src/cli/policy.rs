@@ -213,7 +213,8 @@ async fn create(
     Ok(())
 }
 
-fn cronjob_name(policy: &str) -> String {
+/// The CronJob in kasten-io that runs a scheduled policy.
+pub fn cronjob_name(policy: &str) -> String {
     format!("k10-policy-{policy}")
 }
 

@@ -3,6 +3,8 @@
 //! (no secrets) and environment variables from a Secret (the store's keys, the repository password).
 //! It needs no access to the Kubernetes API.
 
+pub mod tree;
+
 use std::path::Path;
 use std::sync::Arc;
 

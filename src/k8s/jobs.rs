@@ -191,7 +191,8 @@ impl ProductJob {
     }
 
     /// Creates the Secret and the Job, waits for the Job, and removes both whatever happened.
-    pub async fn run(&self, cluster: &Cluster) -> Result<(), JobError> {
+    /// Returns the Job's output (its pod's log).
+    pub async fn run(&self, cluster: &Cluster) -> Result<String, JobError> {
         let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let secret = Secret {
@@ -223,7 +224,7 @@ impl ProductJob {
         result
     }
 
-    async fn create_and_wait(&self, cluster: &Cluster, jobs: &Api<Job>) -> Result<(), JobError> {
+    async fn create_and_wait(&self, cluster: &Cluster, jobs: &Api<Job>) -> Result<String, JobError> {
         let job = jobs
             .create(&PostParams::default(), &self.job())
             .await
@@ -248,7 +249,7 @@ impl ProductJob {
             let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
             let is = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
             if is("Complete").is_some() {
-                return Ok(());
+                return Ok(self.log(cluster).await);
             }
             if let Some(failed) = is("Failed") {
                 let reason = failed
@@ -274,7 +275,7 @@ impl ProductJob {
         }
     }
 
-    /// The Job's pod log, for error messages.
+    /// The Job's pod log (empty when it cannot be read).
     async fn log(&self, cluster: &Cluster) -> String {
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let Ok(list) = pods.list(&ListParams::default().labels(&format!("job-name={}", self.name))).await else {

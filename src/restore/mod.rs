@@ -287,7 +287,7 @@ async fn restore_opened(
         progress(&format!("volume {claim}: restoring data"));
         let job = opened.data_mover("restore", &target, &snap.id, i, &claim);
         match job.run(cluster).await {
-            Ok(()) => report.steps.push((format!("volume data of {claim}"), Outcome::Created)),
+            Ok(_) => report.steps.push((format!("volume data of {claim}"), Outcome::Created)),
             Err(e) => report.steps.push((format!("volume data of {claim}"), Outcome::Failed(e.to_string()))),
         }
     }
@@ -559,7 +559,7 @@ async fn verify_in(
         progress(&format!("comparing volume {claim}"));
         let job = opened.data_mover("verify", &namespace, &snap.id, i, &claim);
         match job.run(cluster).await {
-            Ok(()) => v.volumes += 1,
+            Ok(_) => v.volumes += 1,
             Err(e) => v.differences.push(format!("volume {claim}: {e}")),
         }
     }

@@ -2,54 +2,21 @@
 //! symlink targets, file mtimes).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Deterministic pseudo-random bytes (xorshift), incompressible.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+#[allow(unused_imports)]
+pub use k10::datamover::tree::noise;
 
 /// A small tree with every kind of entry a volume holds.
 pub fn small(root: &Path) {
-    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
-    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
-    std::fs::write(root.join("hello.txt"), b"hello\n").unwrap();
-    std::fs::write(root.join("empty"), b"").unwrap();
-    std::fs::write(root.join("sub/data.bin"), noise(7, 300_000)).unwrap();
-    std::fs::write(root.join("sub/deeper/text.txt"), "line\n".repeat(10_000)).unwrap();
-    std::fs::write(root.join("private"), b"mode 600").unwrap();
-    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(root.join("script.sh"), b"#!/bin/sh\necho hi\n").unwrap();
-    std::fs::set_permissions(root.join("script.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    symlink("hello.txt", root.join("link-to-hello")).unwrap();
-    symlink("/nonexistent/target", root.join("dangling")).unwrap();
+    k10::datamover::tree::small(root).unwrap();
 }
 
-/// About `mib` MiB in files of mixed sizes (large, medium, many small), plus the small tree.
+/// About `mib` MiB in files of mixed sizes (large, medium, many small), plus the small tree:
+/// the same data as `kubectl-k10 datamover sample`.
 pub fn mixed(root: &Path, mib: usize) {
-    small(root);
-    let budget = mib * 1024 * 1024;
-    let mut written = 0;
-    let mut i = 0u64;
-    let sizes = [8 << 20, 1 << 20, 200 << 10, 16 << 10, 1 << 10, 37];
-    while written < budget {
-        let size = sizes[(i as usize) % sizes.len()].min(budget - written).max(1);
-        let dir = root.join(format!("mixed/d{}", i % 7));
-        std::fs::create_dir_all(&dir).unwrap();
-        let data = if i.is_multiple_of(5) { "compressible ".repeat(size / 13 + 1).into_bytes()[..size].to_vec() } else { noise(i + 11, size) };
-        std::fs::write(dir.join(format!("f{i}.bin")), data).unwrap();
-        written += size;
-        i += 1;
-    }
+    k10::datamover::tree::sample(root, mib).unwrap();
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -1,0 +1,183 @@
+//! Volume trees as a drill sees them: sample data to protect, and a digest of every entry
+//! (content, mode, mtime, symlink target) to compare a restored volume with the original,
+//! byte for byte, inside the cluster (`kubectl-k10 datamover sample|digest`).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// Deterministic pseudo-random bytes (xorshift): incompressible, and the same for the same seed.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A small tree with every kind of entry a volume holds: nested and empty directories, empty,
+/// binary and text files, private and executable modes, a symlink and a dangling one.
+pub fn small(root: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(root.join("sub/deeper"))?;
+    std::fs::create_dir_all(root.join("empty-dir"))?;
+    std::fs::write(root.join("hello.txt"), b"hello\n")?;
+    std::fs::write(root.join("empty"), b"")?;
+    std::fs::write(root.join("sub/data.bin"), noise(7, 300_000))?;
+    std::fs::write(root.join("sub/deeper/text.txt"), "line\n".repeat(10_000))?;
+    std::fs::write(root.join("private"), b"mode 600")?;
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(root.join("script.sh"), b"#!/bin/sh\necho hi\n")?;
+    std::fs::set_permissions(root.join("script.sh"), std::fs::Permissions::from_mode(0o755))?;
+    symlink("hello.txt", root.join("link-to-hello"))?;
+    symlink("/nonexistent/target", root.join("dangling"))?;
+    Ok(())
+}
+
+/// About `mib` MiB in files of mixed sizes (large, medium, many small; one in five compressible),
+/// plus the small tree.
+pub fn sample(root: &Path, mib: usize) -> std::io::Result<()> {
+    small(root)?;
+    let budget = mib * 1024 * 1024;
+    let mut written = 0;
+    let mut i = 0u64;
+    let sizes = [8 << 20, 1 << 20, 200 << 10, 16 << 10, 1 << 10, 37];
+    while written < budget {
+        let size = sizes[(i as usize) % sizes.len()].min(budget - written).max(1);
+        let dir = root.join(format!("mixed/d{}", i % 7));
+        std::fs::create_dir_all(&dir)?;
+        let data = if i.is_multiple_of(5) { "compressible ".repeat(size / 13 + 1).into_bytes()[..size].to_vec() } else { noise(i + 11, size) };
+        std::fs::write(dir.join(format!("f{i}.bin")), data)?;
+        written += size;
+        i += 1;
+    }
+    Ok(())
+}
+
+/// One entry of a tree, as compared: directories by mode, files by mode, mtime (seconds) and
+/// content hash, symlinks by target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Entry {
+    Dir { mode: u32 },
+    File { mode: u32, mtime: i64, size: u64, sha256: String },
+    Symlink { target: String },
+}
+
+/// Every entry under a root, by relative path, with the totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeDigest {
+    pub entries: BTreeMap<String, Entry>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl TreeDigest {
+    /// The paths whose entries differ between two trees (missing on either side included).
+    pub fn differences(&self, other: &TreeDigest) -> Vec<String> {
+        let mut paths: Vec<&String> = self.entries.keys().chain(other.entries.keys()).collect();
+        paths.sort();
+        paths.dedup();
+        paths
+            .into_iter()
+            .filter(|p| self.entries.get(*p) != other.entries.get(*p))
+            .map(|p| match (self.entries.get(p), other.entries.get(p)) {
+                (Some(_), None) => format!("{p}: missing"),
+                (None, Some(_)) => format!("{p}: unexpected"),
+                (a, b) => format!("{p}: {a:?} != {b:?}"),
+            })
+            .collect()
+    }
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Reads every entry under `root` (not following symlinks). Other file types are refused: a
+/// volume of the drill holds none.
+pub fn digest(root: &Path) -> std::io::Result<TreeDigest> {
+    let mut out = TreeDigest::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&path)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            let e = if meta.file_type().is_symlink() {
+                Entry::Symlink {
+                    target: std::fs::read_link(&path)?.to_string_lossy().into_owned(),
+                }
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                Entry::Dir { mode }
+            } else if meta.is_file() {
+                out.files += 1;
+                out.bytes += meta.len();
+                Entry::File {
+                    mode,
+                    mtime: meta.mtime(),
+                    size: meta.len(),
+                    sha256: sha256_of(&path)?,
+                }
+            } else {
+                return Err(std::io::Error::other(format!("{}: not a file, directory or symlink", path.display())));
+            };
+            out.entries.insert(rel, e);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_sees_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        sample(&root, 1).unwrap();
+        let before = digest(&root).unwrap();
+        assert!(before.bytes >= 1 << 20 && before.files >= 7, "{before:?}");
+        assert_eq!(before, digest(&root).unwrap(), "a digest is stable");
+        assert!(matches!(before.entries["link-to-hello"], Entry::Symlink { .. }));
+
+        // One byte of content, a mode, a symlink target, a removed file: each is named.
+        let mut data = std::fs::read(root.join("sub/data.bin")).unwrap();
+        data[1000] ^= 1;
+        let mtime = std::fs::metadata(root.join("sub/data.bin")).unwrap().modified().unwrap();
+        std::fs::write(root.join("sub/data.bin"), data).unwrap();
+        std::fs::File::options().write(true).open(root.join("sub/data.bin")).unwrap().set_modified(mtime).unwrap();
+        std::fs::set_permissions(root.join("script.sh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::remove_file(root.join("dangling")).unwrap();
+        symlink("/elsewhere", root.join("dangling")).unwrap();
+        std::fs::remove_file(root.join("empty")).unwrap();
+        let after = digest(&root).unwrap();
+        let diff: Vec<String> = before.differences(&after).iter().map(|d| d.split(':').next().unwrap().to_string()).collect();
+        assert_eq!(diff, ["dangling", "empty", "script.sh", "sub/data.bin"], "{:?}", before.differences(&after));
+    }
+
+    #[test]
+    fn a_missing_root_is_an_error() {
+        assert!(digest(Path::new("/nonexistent/k10-volume")).is_err());
+    }
+}
