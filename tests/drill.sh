@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# The README's main command: installs what is missing, starts the local object-locked store,
-# builds k10, and runs the drill (tests/support/drill/main.rs) against the store and the
-# Kubernetes API stand-in. K10_DRILL_MIB sets the application's data size (default 64).
+# The README's main command: installs what is missing, builds k10, and runs the drill
+# (tests/support/drill/main.rs; `tests/drill.sh --help` lists its options). Without --bucket it
+# starts the local object-locked store and runs against it and the Kubernetes API stand-in;
+# with --bucket it runs against a real cluster and bucket (see README.md). K10_DRILL_MIB sets the
+# application's data size (default 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+real=0
+for arg in "$@"; do
+  case "$arg" in --bucket|--bucket=*|-h|--help) real=1 ;; esac
+done
 tests/setup.sh
-if [ -f target/s3env/pid ] && kill -0 "$(cat target/s3env/pid)" 2>/dev/null; then
-  started=0
-else
+started=0
+if [ $real = 0 ] && ! { [ -f target/s3env/pid ] && kill -0 "$(cat target/s3env/pid)" 2>/dev/null; }; then
   tests/s3env.sh start
   started=1
 fi
 [ $started = 0 ] || trap 'tests/s3env.sh stop' EXIT
 cargo build --locked --quiet --bin kubectl-k10 --example drill
-target/debug/examples/drill
+target/debug/examples/drill "$@"

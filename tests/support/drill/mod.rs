@@ -1,88 +1,220 @@
-//! The worst-case drill: the immutable-backup workflow on a local object-locked store and the
-//! Kubernetes API stand-in, the comprehensive breach the workflow guards against, and the
-//! recovery — every step printed with its timing. `tests/drill.sh` runs it (the README's main
-//! command); `tests/drill.rs` runs it with less data.
+//! The worst-case drill: the immutable-backup workflow, the comprehensive breach it guards
+//! against, and the recovery — every step printed with its timing, ending with the figures a user
+//! plans with. `tests/drill.sh` runs it (the README's main command); `tests/drill.rs` runs it and
+//! its variants with less data.
 //!
-//! 1. Protect: install, Validate Bucket (a bucket without Object Lock is refused), an immutable
-//!    profile (30 days), an application with data, a policy and an immutable DR policy, runs.
-//! 2. Attack with every credential: the tool retires every restore point through its own
-//!    commands (and runs DR again); the cluster loses the application namespace, every restore
-//!    point, policy, profile and Secret; the object store gets a delete marker and a garbage
-//!    overwrite on every object, and its refusals to delete versions or shorten locks are shown.
-//! 3. Recover: a new cluster, the passphrase Secret, a plain profile on the same bucket, the
-//!    k10restore chart's Job with a point in time before the attack, the application restore,
-//!    and a byte-for-byte check of every file and every manifest.
+//! 1. Protect: install, Validate Bucket, an immutable profile (30 days), an application whose
+//!    volume a Job fills with sample data (`kubectl-k10 datamover sample`), a policy and an
+//!    immutable DR policy, their runs, retention maintenance.
+//! 2. Attack with every credential: the tool retires every restore point through its own commands
+//!    (and DR records the empty catalog); the cluster loses the application namespace, its restore
+//!    points, the policies, the profile and their Secrets; the object store gets a delete marker
+//!    and a garbage overwrite on every object, and refuses every attempt to delete a version or to
+//!    shorten a lock (the drill counts the refusals).
+//! 3. Recover: a new installation, the passphrase Secret, a plain profile on the same bucket, the
+//!    k10restore chart's Job (rendered with the Helm SDK) as of a point in time between the good DR
+//!    run and the attack's, the application restore; then every file is compared byte for byte
+//!    (digests taken in the cluster by `kubectl-k10 datamover digest`) and every manifest field by
+//!    field.
+//!
+//! Targets: [`Target::Local`] starts nothing itself but uses the local SeaweedFS (`tests/s3env.sh`)
+//! and two Kubernetes API stand-ins (the source cluster, and the new one). [`Target::Real`] uses a
+//! cluster from a kubeconfig and an existing object-locked bucket; since the attack destroys, it
+//! refuses to start unless `destroy` names the namespace and bucket ("NAMESPACE/BUCKET"), the
+//! namespace must not exist, and the cluster must not have a DR policy of its own. There the drill
+//! touches only what it creates: the namespace, its restore points, the profiles `drill-immutable`
+//! and `drill-recovery`, the policy named after the namespace, the DR policy and their Secrets;
+//! and in the bucket only the keys of that namespace's repository and the catalog.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::DateTime as S3Time;
 use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
 use bytes::Bytes;
+use k10::datamover::tree::TreeDigest;
+use k10::k8s::jobs::{Mount, ProductJob};
 use k10::objectstore::storage::{Storage, VersionedStorage};
 
 use super::apiserver::{ApiServer, ApiServerOptions};
-use super::{helm, s3, tree};
+use super::{helm, s3};
 
-const PASSPHRASE: &str = "correct horse battery staple";
+const IMMUTABLE_PROFILE: &str = "drill-immutable";
+const RECOVERY_PROFILE: &str = "drill-recovery";
+const GARBAGE: &[u8] = b"your data is encrypted; pay up";
 
+/// The application without its workload (which starts once its volume holds data).
 const APP: &str = r#"
 apiVersion: v1
 kind: Namespace
-metadata: {name: shop}
+metadata: {name: NS}
 ---
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: settings, namespace: shop}
+metadata: {name: settings, namespace: NS}
 data: {mode: production}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: creds, namespace: shop}
+metadata: {name: creds, namespace: NS}
 stringData: {password: hunter2}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web, namespace: shop}
+metadata: {name: web, namespace: NS}
 spec: {selector: {app: web}, ports: [{port: 80}]}
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: data, namespace: shop}
+metadata: {name: data, namespace: NS}
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
+"#;
+
+const WORKLOAD: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web, namespace: shop}
+metadata: {name: web, namespace: NS}
 spec:
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
     spec:
-      containers: [{name: web, image: nginx, volumeMounts: [{name: data, mountPath: /usr/share/nginx/html}]}]
+      containers: [{name: web, image: nginx, volumeMounts: [{name: data, mountPath: /usr/share/nginx/html, readOnly: true}]}]
       volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
 "#;
 
-/// What the drill verified at the end (the program prints it; the test checks it).
+/// Where the drill runs.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The local SeaweedFS (buckets made by the drill) and two Kubernetes API stand-ins.
+    Local,
+    Real(Real),
+}
+
+/// An existing cluster and object-locked bucket.
+#[derive(Debug, Clone)]
+pub struct Real {
+    /// The source cluster (None: kubectl's default, `KUBECONFIG` or `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// The cluster to recover into (None: the source cluster, once the attack has emptied it).
+    pub recovery_kubeconfig: Option<PathBuf>,
+    pub bucket: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub skip_ssl_verify: bool,
+    pub access_key: String,
+    pub secret_key: String,
+    /// What the user allows the attack to destroy: "NAMESPACE/BUCKET".
+    pub destroy: Option<String>,
+}
+
+/// Which point in time the recovery asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoverTo {
+    /// Between the last good DR run and the attack's: the catalog comes back.
+    BeforeAttack,
+    /// After the tool's attack (DR recorded the empty catalog), before the cluster's and the
+    /// store's: the empty catalog comes back, with a warning naming an earlier time.
+    AfterRetirement,
+    /// After the attack: the catalog is gone, and the drill fails saying to choose an earlier time.
+    AfterAttack,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: Target,
+    pub namespace: String,
+    pub mib: usize,
+    pub recover_to: RecoverTo,
+    /// Whether the new installation gets the DR passphrase Secret (without it, recovery is refused).
+    pub passphrase_on_recovery: bool,
+}
+
+impl Options {
+    pub fn local(mib: usize) -> Options {
+        Options {
+            target: Target::Local,
+            namespace: "shop".into(),
+            mib,
+            recover_to: RecoverTo::BeforeAttack,
+            passphrase_on_recovery: true,
+        }
+    }
+}
+
+/// Why the drill did not get to the end.
+#[derive(Debug)]
+pub enum DrillError {
+    /// Refused before anything was created (e.g. the attack was not allowed).
+    Refused(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for DrillError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DrillError::Refused(m) => write!(f, "refused: {m}"),
+            DrillError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for DrillError {
+    fn from(m: String) -> DrillError {
+        DrillError::Failed(m)
+    }
+}
+
+impl From<&str> for DrillError {
+    fn from(m: &str) -> DrillError {
+        DrillError::Failed(m.to_string())
+    }
+}
+
+/// What the drill verified and measured (the program prints it; the tests check it).
 #[derive(Debug, Clone)]
 #[allow(dead_code)]
 pub struct Summary {
-    pub files: usize,
+    pub files: u64,
     pub bytes: u64,
     pub manifests: usize,
+    /// Restore points retired by the attacker that the recovered catalog brought back.
+    pub restore_points_recovered: usize,
+    pub backup_seconds: f64,
+    pub stored_bytes: u64,
     pub recovery_seconds: f64,
 }
 
+/// The attack is allowed only on the namespace and bucket the user named.
+pub fn check_allowed(target: &Target, namespace: &str) -> Result<(), DrillError> {
+    let Target::Real(real) = target else {
+        return Ok(());
+    };
+    let wanted = format!("{namespace}/{}", real.bucket);
+    match &real.destroy {
+        Some(given) if *given == wanted => Ok(()),
+        Some(given) => Err(DrillError::Refused(format!(
+            "--destroy {given} does not name what this drill would destroy ({wanted}); nothing was done"
+        ))),
+        None => Err(DrillError::Refused(format!(
+            "the drill attacks what it protects: it deletes namespace {namespace:?} and its backups' catalog, and hides every k10 object of this cluster's namespace and catalog in bucket {:?} behind delete markers and garbage overwrites (locked versions survive, and stay billed until their locks expire). To allow it, pass --destroy {wanted}; nothing was done",
+            real.bucket
+        ))),
+    }
+}
+
 struct Cluster {
-    server: ApiServer,
+    _server: Option<ApiServer>,
+    kubeconfig: Option<PathBuf>,
     binary: PathBuf,
-    env: &'static s3::S3Env,
+    access_key: String,
+    secret_key: String,
 }
 
 impl Cluster {
-    fn start(binary: &Path, volumes: PathBuf, uid: Option<&str>, env: &'static s3::S3Env) -> Result<Cluster, String> {
+    fn standin(binary: &Path, volumes: PathBuf, uid: Option<&str>, keys: (&str, &str)) -> Result<Cluster, String> {
         let server = ApiServer::try_start_in_background(ApiServerOptions {
             k10_binary: Some(binary.to_path_buf()),
             volumes_root: volumes,
@@ -91,19 +223,48 @@ impl Cluster {
         })
         .map_err(|e| format!("cannot start the Kubernetes API stand-in: {e}"))?;
         Ok(Cluster {
-            server,
+            kubeconfig: Some(server.kubeconfig_path().to_path_buf()),
+            _server: Some(server),
             binary: binary.to_path_buf(),
-            env,
+            access_key: keys.0.to_string(),
+            secret_key: keys.1.to_string(),
         })
     }
 
-    fn show(&self, prompt: &str, out: &std::process::Output) -> String {
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        println!("     $ {prompt}");
-        for line in text.lines() {
-            println!("       {line}");
+    fn existing(binary: &Path, kubeconfig: Option<PathBuf>, keys: (&str, &str)) -> Cluster {
+        Cluster {
+            _server: None,
+            kubeconfig,
+            binary: binary.to_path_buf(),
+            access_key: keys.0.to_string(),
+            secret_key: keys.1.to_string(),
         }
-        text
+    }
+
+    fn describe(&self) -> String {
+        match (&self._server, &self.kubeconfig) {
+            (Some(s), _) => format!("the Kubernetes API stand-in at {}", s.url()),
+            (None, Some(k)) => format!("the cluster of {}", k.display()),
+            (None, None) => "kubectl's current cluster".into(),
+        }
+    }
+
+    async fn api(&self) -> Result<k10::k8s::Cluster, String> {
+        k10::k8s::ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            ..Default::default()
+        }
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        if let Some(k) = &self.kubeconfig {
+            c.env("KUBECONFIG", k);
+        }
+        c
     }
 
     /// `kubectl k10 …`: must succeed, or must fail when `refused`. Its stdout and stderr are shown
@@ -112,11 +273,11 @@ impl Cluster {
         use std::io::Read;
         let fail = |e: std::io::Error| format!("cannot run {}: {e}", self.binary.display());
         let (mut reader, writer) = std::io::pipe().map_err(fail)?;
-        let mut child = Command::new(&self.binary)
+        let mut child = self
+            .command(&self.binary)
             .args(args)
-            .env("KUBECONFIG", self.server.kubeconfig_path())
-            .env("AWS_ACCESS_KEY_ID", &self.env.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &self.env.secret_key)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
             .env("RUST_BACKTRACE", "0")
             .stdout(writer.try_clone().map_err(fail)?)
             .stderr(writer)
@@ -136,60 +297,196 @@ impl Cluster {
         }
     }
 
+    /// `kubectl …`; shown unless `quiet`.
     fn kubectl(&self, args: &[&str], quiet: bool) -> Result<String, String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.server.kubeconfig_path())
+        let out = self
+            .command(Path::new("kubectl"))
             .args(args)
             .output()
             .map_err(|e| format!("cannot run kubectl: {e}"))?;
-        let text = if quiet {
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        } else {
-            self.show(&format!("kubectl {}", args.join(" ")), &out)
-        };
-        if !out.status.success() {
-            return Err(format!("`kubectl {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
+        if !quiet {
+            println!("     $ kubectl {}", args.join(" "));
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            for line in text.lines() {
+                println!("       {line}");
+            }
         }
-        Ok(text)
+        if !out.status.success() {
+            return Err(format!("`kubectl {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn json(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&all, true)?).map_err(|e| format!("kubectl {args:?}: {e}"))
+    }
+
+    fn exists(&self, args: &[&str]) -> bool {
+        let mut all = args.to_vec();
+        all.extend(["--ignore-not-found", "-o", "name"]);
+        self.kubectl(&all, true).is_ok_and(|out| !out.trim().is_empty())
     }
 
     fn apply(&self, yaml: &str, dir: &Path) -> Result<(), String> {
         let path = dir.join(format!("apply-{}.yaml", rand_suffix()));
         std::fs::write(&path, yaml).map_err(|e| e.to_string())?;
-        self.kubectl(&["apply", "-f", path.to_str().unwrap()], false).map(|_| ())
+        self.kubectl(&["apply", "-f", path.to_str().unwrap_or_default()], false).map(|_| ())
     }
 
-    fn volume(&self, ns: &str, claim: &str) -> PathBuf {
-        self.server.volumes_root().join(ns).join(claim)
+    fn uid(&self, namespace: &str) -> Result<String, String> {
+        Ok(self.kubectl(&["get", "namespace", namespace, "-o", "jsonpath={.metadata.uid}"], true)?.trim().to_string())
+    }
+
+    /// The restore point contents of a namespace, by name.
+    fn contents_of(&self, namespace: &str) -> Result<BTreeMap<String, serde_json::Value>, String> {
+        let list = self.json(&["get", "restorepointcontents.apps.kio.kasten.io"])?;
+        Ok(list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["spec"]["sourceNamespace"] == namespace)
+            .map(|c| (c["metadata"]["name"].as_str().unwrap_or_default().to_string(), c.clone()))
+            .collect())
+    }
+
+    /// Runs `kubectl-k10 <args>` in a Job that mounts the application's volume; returns its output.
+    async fn volume_job(&self, namespace: &str, what: &str, args: &[&str], read_only: bool) -> Result<String, String> {
+        let api = self.api().await?;
+        // Beside the pods that mount it, where a ReadWriteOnce volume can be mounted again.
+        let node = self.json(&["get", "pods", "-n", namespace])?["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["spec"]["volumes"].as_array().is_some_and(|v| v.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == "data")))
+            .find_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string));
+        let job = ProductJob {
+            namespace: namespace.to_string(),
+            name: format!("drill-{what}-{}", rand_suffix()),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            secret_env: BTreeMap::new(),
+            mount: Some(Mount {
+                claim: "data".into(),
+                path: "/data".into(),
+                read_only,
+            }),
+            node_name: node,
+            labels: BTreeMap::from([("app.kubernetes.io/part-of".to_string(), "k10-drill".to_string())]),
+            timeout: Duration::from_secs(900),
+        };
+        println!("     job {namespace}/{}: kubectl-k10 {}", job.name, args.join(" "));
+        job.run(&api).await.map_err(|e| e.to_string())
+    }
+
+    async fn digest(&self, namespace: &str) -> Result<TreeDigest, String> {
+        let log = self.volume_job(namespace, "digest", &["datamover", "digest", "--path", "/data"], true).await?;
+        let line = log.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| format!("the digest Job printed no digest: {log}"))?;
+        serde_json::from_str(line).map_err(|e| format!("the digest Job's output does not parse: {e}"))
+    }
+
+    /// Waits for a Job to complete; its failure is an error with its log.
+    fn wait_job(&self, namespace: &str, name: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let job = self.json(&["get", "job", name, "-n", namespace])?;
+            let is = |kind: &str| job["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == kind && c["status"] == "True");
+            if is("Complete") {
+                return Ok(());
+            }
+            if is("Failed") {
+                let log = self.kubectl(&["logs", &format!("job/{name}"), "-n", namespace], false).unwrap_or_default();
+                let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
+                return Err(format!("the Job {namespace}/{name} failed: {last}"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the Job {namespace}/{name} did not finish in 600 s"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The application's manifests, stripped of what the server sets, by kind/name.
+    fn manifests(&self, namespace: &str) -> Result<BTreeMap<String, serde_json::Value>, String> {
+        let list = self.json(&["get", "configmaps,secrets,services,persistentvolumeclaims,deployments.apps", "-n", namespace])?;
+        let mut out = BTreeMap::new();
+        for mut item in list["items"].as_array().cloned().unwrap_or_default() {
+            let kind = item["kind"].as_str().unwrap_or_default().to_string();
+            let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            // What the cluster makes in every namespace, and the drill's own passing objects.
+            if name == "kube-root-ca.crt" || name.starts_with("drill-") || item["type"] == "kubernetes.io/service-account-token" {
+                continue;
+            }
+            let (group, plural) = match kind.as_str() {
+                "Deployment" => ("apps", "deployments"),
+                "PersistentVolumeClaim" => ("", "persistentvolumeclaims"),
+                "Service" => ("", "services"),
+                "Secret" => ("", "secrets"),
+                _ => ("", "configmaps"),
+            };
+            k10::restore::strip::server_fields(&mut item, group, plural, namespace);
+            out.insert(format!("{kind}/{name}"), item);
+        }
+        Ok(out)
+    }
+
+    /// Deletes what the drill made in this cluster: the namespace, its restore points and their
+    /// contents, the policy and the DR policy with their CronJobs, the profiles and the Secrets
+    /// they use.
+    fn delete_drill_objects(&self, namespace: &str, namespace_uid: &str) -> Result<(), String> {
+        if self.exists(&["get", "namespace", namespace]) {
+            self.kubectl(&["delete", "namespace", namespace], false)?;
+        }
+        for name in self.contents_of(namespace)?.keys() {
+            self.kubectl(&["delete", "restorepointcontents.apps.kio.kasten.io", name], false)?;
+        }
+        let dr = k10::dr::DR_POLICY;
+        for policy in [namespace, dr] {
+            if self.exists(&["get", "policies.config.kio.kasten.io", policy, "-n", "kasten-io"]) {
+                self.kubectl(&["delete", "policies.config.kio.kasten.io", policy, "-n", "kasten-io"], false)?;
+            }
+            let cronjob = k10::cli::policy::cronjob_name(policy);
+            if self.exists(&["get", "cronjob", &cronjob, "-n", "kasten-io"]) {
+                self.kubectl(&["delete", "cronjob", &cronjob, "-n", "kasten-io"], false)?;
+            }
+        }
+        let mut secrets = vec![k10::backup::password_secret_name(namespace_uid), k10::dr::DEFAULT_PASSPHRASE_SECRET.to_string()];
+        for profile in [IMMUTABLE_PROFILE, RECOVERY_PROFILE] {
+            if self.exists(&["get", "profiles.config.kio.kasten.io", profile, "-n", "kasten-io"]) {
+                let p = self.json(&["get", "profiles.config.kio.kasten.io", profile, "-n", "kasten-io"])?;
+                if let Some(s) = p["spec"]["locationSpec"]["credential"]["secret"]["name"].as_str() {
+                    secrets.push(s.to_string());
+                }
+                self.kubectl(&["delete", "profiles.config.kio.kasten.io", profile, "-n", "kasten-io"], false)?;
+            }
+        }
+        for s in &secrets {
+            if self.exists(&["get", "secret", s, "-n", "kasten-io"]) {
+                self.kubectl(&["delete", "secret", s, "-n", "kasten-io"], false)?;
+            }
+        }
+        Ok(())
     }
 }
 
 fn rand_suffix() -> String {
-    format!("{:x}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).unwrap_or_default();
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The application's manifests, stripped of what the server sets, by kind/name.
-fn manifests(c: &Cluster) -> Result<BTreeMap<String, serde_json::Value>, String> {
-    let text = c.kubectl(&["get", "configmaps,secrets,services,persistentvolumeclaims,deployments.apps", "-n", "shop", "-o", "json"], true)?;
-    let list: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    for mut item in list["items"].as_array().cloned().unwrap_or_default() {
-        let kind = item["kind"].as_str().unwrap_or_default().to_string();
-        let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        if name == "kube-root-ca.crt" {
-            continue;
-        }
-        let (group, plural) = match kind.as_str() {
-            "Deployment" => ("apps", "deployments"),
-            "PersistentVolumeClaim" => ("", "persistentvolumeclaims"),
-            "Service" => ("", "services"),
-            other => ("", if other == "Secret" { "secrets" } else { "configmaps" }),
-        };
-        k10::restore::strip::server_fields(&mut item, group, plural, "shop");
-        out.insert(format!("{kind}/{name}"), item);
-    }
-    Ok(out)
+/// "… stored at 2026-11-30T04:50:06Z in …" of `kubectl k10 dr run`.
+fn stored_at(run: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let t = run.split("stored at ").nth(1).and_then(|r| r.split_whitespace().next()).ok_or("`dr run` printed no store time")?;
+    chrono::DateTime::parse_from_rfc3339(t).map(|t| t.to_utc()).map_err(|e| format!("`dr run` store time {t}: {e}"))
+}
+
+fn secs(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 struct Steps {
@@ -208,174 +505,308 @@ impl Steps {
     }
 }
 
-pub async fn run(binary: &Path, mib: usize) -> Result<Summary, String> {
+/// The bucket the drill protects into, and how to reach it.
+struct Bucket {
+    name: String,
+    endpoint: Option<String>,
+    region: String,
+    skip_ssl_verify: bool,
+    store: k10::objectstore::ObjectStore,
+}
+
+impl Bucket {
+    fn connect(name: &str, endpoint: Option<String>, region: &str, skip_ssl_verify: bool, keys: (&str, &str)) -> Result<Bucket, String> {
+        let location = k10::objectstore::Location {
+            endpoint: endpoint.clone(),
+            region: region.to_string(),
+            bucket: name.to_string(),
+            skip_ssl_verify,
+        };
+        let credentials = k10::objectstore::Credentials {
+            access_key_id: keys.0.to_string(),
+            secret_access_key: keys.1.to_string(),
+        };
+        let store = k10::objectstore::ObjectStore::connect(&location, &credentials).map_err(|e| e.to_string())?;
+        Ok(Bucket {
+            name: name.to_string(),
+            endpoint,
+            region: region.to_string(),
+            skip_ssl_verify,
+            store,
+        })
+    }
+
+    fn storage(&self) -> k10::objectstore::s3::S3Storage {
+        k10::objectstore::s3::S3Storage::new(self.store.clone(), None)
+    }
+
+    /// `--bucket … [--endpoint …] [--region …] [--skip-ssl-verify]` for `profile create|validate`.
+    fn args(&self) -> Vec<String> {
+        let mut a = vec!["--bucket".to_string(), self.name.clone(), "--region".into(), self.region.clone()];
+        if let Some(e) = &self.endpoint {
+            a.extend(["--endpoint".into(), e.clone()]);
+        }
+        if self.skip_ssl_verify {
+            a.push("--skip-ssl-verify".into());
+        }
+        a
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError> {
+    check_allowed(&options.target, &options.namespace)?;
+    let ns = options.namespace.as_str();
     let began = Instant::now();
-    let env = s3::env();
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let source = Cluster::start(binary, work.path().join("source-volumes"), None, env)?;
+    let (source, bucket, recovery_kubeconfig) = match &options.target {
+        Target::Local => {
+            let env = s3::env();
+            let keys = (env.access_key.as_str(), env.secret_key.as_str());
+            let source = Cluster::standin(binary, work.path().join("source-volumes"), None, keys)?;
+            let bucket = Bucket::connect(&s3::unique_bucket("drill"), Some(env.endpoint.clone()), &env.region, false, keys)?;
+            (source, bucket, None)
+        }
+        Target::Real(real) => {
+            let keys = (real.access_key.as_str(), real.secret_key.as_str());
+            let source = Cluster::existing(binary, real.kubeconfig.clone(), keys);
+            // Nothing the drill would destroy may be there before it.
+            if source.exists(&["get", "namespace", ns]) {
+                return Err(DrillError::Refused(format!("namespace {ns:?} exists: the drill creates and destroys its namespace; choose another with --namespace")));
+            }
+            if source.exists(&["get", "policies.config.kio.kasten.io", k10::dr::DR_POLICY, "-n", "kasten-io"]) {
+                return Err(DrillError::Refused("this cluster has a DR policy of its own, which the drill would replace and destroy: run the drill on a cluster without k10 DR".into()));
+            }
+            let bucket = Bucket::connect(&real.bucket, real.endpoint.clone(), &real.region, real.skip_ssl_verify, keys)?;
+            (source, bucket, Some(real.recovery_kubeconfig.clone()))
+        }
+    };
+    let keys = (source.access_key.clone(), source.secret_key.clone());
+    let passphrase = format!("drill-{}{}", rand_suffix(), rand_suffix());
     let mut s = Steps { n: 0, since: Instant::now() };
     println!(
-        "k10 drill: object store {} (SeaweedFS, Object Lock), Kubernetes API stand-in {}",
-        env.endpoint,
-        source.server.url()
+        "k10 drill: {} MiB in namespace {ns}; object store {} bucket {}; Kubernetes: {}",
+        options.mib,
+        bucket.endpoint.as_deref().unwrap_or("AWS S3"),
+        bucket.name,
+        source.describe()
     );
 
     s.start("PROTECT: install k10");
     source.k10(&["install"], false)?;
     s.done();
 
-    s.start("Buckets: one with Object Lock (COMPLIANCE, 60-day default retention), one without");
-    let bucket = s3::unique_bucket("drill");
-    env.create_locked_bucket(&bucket, Some((ObjectLockRetentionMode::Compliance, s3::Retention::Days(60)))).await;
-    let plain = s3::unique_bucket("drill-plain");
-    env.create_plain_bucket(&plain).await;
-    println!("     locked: {bucket}\n     plain:  {plain}");
-    s.done();
-
-    s.start("Validate Bucket: the bucket without Object Lock is refused");
-    source.k10(&["profile", "validate", "--bucket", &plain, "--endpoint", &env.endpoint], true)?;
+    if let Target::Local = options.target {
+        s.start("Buckets: one with Object Lock (COMPLIANCE, 60-day default retention), one without");
+        let env = s3::env();
+        env.create_locked_bucket(&bucket.name, Some((ObjectLockRetentionMode::Compliance, s3::Retention::Days(60)))).await;
+        let plain = s3::unique_bucket("drill-plain");
+        env.create_plain_bucket(&plain).await;
+        println!("     locked: {}\n     plain:  {plain}", bucket.name);
+        s.done();
+        s.start("Validate Bucket: the bucket without Object Lock is refused, the locked one passes");
+        source.k10(&["profile", "validate", "--bucket", &plain, "--endpoint", &env.endpoint], true)?;
+    } else {
+        s.start("Validate Bucket: the bucket must have Object Lock with a COMPLIANCE default retention of >= 21 days");
+    }
+    source.k10(&[&["profile", "validate"][..], &strs(&bucket.args())].concat(), false)?;
     s.done();
 
     s.start("An immutable profile with a 30-day protection period");
-    source.k10(&["profile", "create", "immutable", "--bucket", &bucket, "--endpoint", &env.endpoint, "--immutable", "--protection-period", "30d"], false)?;
-    source.k10(&["profile", "get", "immutable"], false)?;
+    let bucket_args = bucket.args();
+    let create = [&["profile", "create", IMMUTABLE_PROFILE][..], &strs(&bucket_args), &["--immutable", "--protection-period", "30d"]].concat();
+    source.k10(&create, false)?;
+    source.k10(&["profile", "get", IMMUTABLE_PROFILE], false)?;
     s.done();
 
-    s.start(&format!("The application: namespace shop, {mib} MiB of data in its volume"));
-    source.apply(APP, work.path())?;
-    tree::mixed(&source.volume("shop", "data"), mib);
+    s.start(&format!("The application: namespace {ns}, a Job writes {} MiB of sample data into its volume", options.mib));
+    source.apply(&APP.replace("NS", ns), work.path())?;
+    let mib_arg = options.mib.to_string();
+    source.volume_job(ns, "sample", &["datamover", "sample", "--path", "/data", "--mib", &mib_arg], false).await?;
+    let original = source.digest(ns).await?;
+    println!("     the volume: {} files, {} bytes", original.files, original.bytes);
+    source.apply(&WORKLOAD.replace("NS", ns), work.path())?;
+    let original_manifests = source.manifests(ns)?;
+    let cluster_id = source.uid("default")?;
+    let namespace_uid = source.uid(ns)?;
     s.done();
 
     s.start("A backup policy and an immutable DR policy (passphrase in kasten-io/k10-dr-secret)");
-    source.kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", &format!("key={PASSPHRASE}")], false)?;
-    source.k10(&["policy", "create", "shop", "--namespaces", "shop", "--profile", "immutable", "--frequency", "@hourly", "--retention", "hourly=24,daily=7", "--require-immutable"], false)?;
-    source.k10(&["dr", "enable", "--profile", "immutable", "--frequency", "@hourly"], false)?;
+    source.kubectl(&["create", "secret", "generic", k10::dr::DEFAULT_PASSPHRASE_SECRET, "-n", "kasten-io", "--from-literal", &format!("key={passphrase}")], true)?;
+    println!("     secret/{} created (the passphrase stays with the drill)", k10::dr::DEFAULT_PASSPHRASE_SECRET);
+    source.k10(&["policy", "create", ns, "--namespaces", ns, "--profile", IMMUTABLE_PROFILE, "--frequency", "@hourly", "--retention", "hourly=24,daily=7", "--require-immutable"], false)?;
+    source.k10(&["dr", "enable", "--profile", IMMUTABLE_PROFILE, "--frequency", "@hourly"], false)?;
     s.done();
 
-    s.start("Run the policy, then the DR policy");
-    source.k10(&["policy", "run", "shop", "--wait"], false)?;
-    source.k10(&["dr", "run"], false)?;
+    s.start("Run the policy, then the DR policy, then retention maintenance");
+    let backup_began = Instant::now();
+    source.k10(&["policy", "run", ns, "--wait"], false)?;
+    let backup_seconds = backup_began.elapsed().as_secs_f64();
+    let good_dr = stored_at(&source.k10(&["dr", "run"], false)?)?;
     source.k10(&["maintenance", "run"], false)?;
-    source.k10(&["restorepoint", "list", "-A"], false)?;
-    let cluster_id = source.server.default_namespace_uid();
-    let original_volume = work.path().join("original-volume");
-    let cp = Command::new("cp").arg("-a").arg(source.volume("shop", "data")).arg(&original_volume).status();
-    if !cp.is_ok_and(|s| s.success()) {
-        return Err("cannot copy the original volume aside".into());
-    }
-    let original_manifests = manifests(&source)?;
+    source.k10(&["restorepoint", "list", "-n", ns], false)?;
+    let contents = source.contents_of(ns)?;
+    let logical: u64 = contents.values().filter_map(|c| c["spec"]["logicalBytes"].as_u64()).sum();
+    let uploaded: u64 = contents.values().filter_map(|c| c["spec"]["uploadedBytes"].as_u64()).sum();
+    let repository = k10::repo::layout::app_repository(&cluster_id, &namespace_uid);
+    let store = bucket.storage();
+    let stored: u64 = store.list(&repository).await.map_err(|e| e.to_string())?.iter().map(|o| o.size).sum();
+    println!(
+        "     backup: {:.1} MiB in {backup_seconds:.1} s ({:.1} MiB/s), {:.1} MiB uploaded; stored after dedup and compression: {:.1} MiB ({:.0}% of the data)",
+        mib(logical),
+        mib(logical) / backup_seconds,
+        mib(uploaded),
+        mib(stored),
+        100.0 * stored as f64 / logical.max(1) as f64
+    );
     s.done();
-    // The chosen point in time: after the last good DR run, before the attack.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let point_in_time = chrono::Utc::now();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    println!("\n     point in time to recover to: {} (cluster ID {cluster_id})", point_in_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    // The point in time to recover to: after the good DR run (store time), before the attack.
+    let point_in_time = good_dr + chrono::Duration::seconds(1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
 
     s.start("ATTACK, the tool: retire every restore point through k10 itself, then let DR record the empty catalog");
-    let listed = source.kubectl(&["get", "restorepoints.apps.kio.kasten.io", "-n", "shop", "-o", "name"], true)?;
-    for rp in listed.lines().filter_map(|l| l.rsplit('/').next()) {
-        source.k10(&["restorepoint", "retire", rp, "-n", "shop"], false)?;
+    for c in contents.values() {
+        let rp = c["spec"]["restorePointRef"]["name"].as_str().unwrap_or_default();
+        source.k10(&["restorepoint", "retire", rp, "-n", ns], false)?;
     }
-    source.k10(&["dr", "run"], false)?;
+    let attack_dr = stored_at(&source.k10(&["dr", "run"], false)?)?;
+    // Store times have whole seconds: the rest of the attack comes after a point in time just
+    // after this DR run.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     s.done();
 
-    s.start("ATTACK, the cluster: delete the application, every restore point, policy, profile and Secret");
-    source.kubectl(&["delete", "namespace", "shop"], false)?;
-    for kind in ["restorepoints.apps.kio.kasten.io", "policies.config.kio.kasten.io", "profiles.config.kio.kasten.io"] {
-        source.kubectl(&["delete", kind, "--all", "-A"], false)?;
-    }
-    source.kubectl(&["delete", "restorepointcontents.apps.kio.kasten.io", "--all"], false)?;
-    source.kubectl(&["delete", "secrets", "--all", "-n", "kasten-io"], false)?;
+    s.start(&format!("ATTACK, the cluster: delete namespace {ns}, its restore points, the policies, the profile and their Secrets"));
+    source.delete_drill_objects(ns, &namespace_uid)?;
     s.done();
 
     s.start("ATTACK, the object store: a delete marker and a garbage overwrite on every object; delete every version, shorten every lock");
-    let store = storage(env, &bucket);
-    let objects = store.list("k10/").await.map_err(|e| e.to_string())?;
+    let root = k10::repo::layout::cluster_root(&cluster_id);
+    let catalog = k10::repo::layout::catalog_repository(&cluster_id);
+    let targets = [repository.clone(), catalog.clone(), format!("{root}maintenance/repos/{namespace_uid}/"), format!("{root}maintenance/catalog/")];
+    let mut genuine = Vec::new();
+    let mut objects = Vec::new();
+    for prefix in &targets {
+        genuine.extend(store.list_versions(prefix).await.map_err(|e| e.to_string())?.into_iter().filter(|v| !v.delete_marker));
+        objects.extend(store.list(prefix).await.map_err(|e| e.to_string())?);
+    }
     for o in &objects {
         store.delete(&o.key).await.map_err(|e| e.to_string())?;
-        store.put(&o.key, Bytes::from_static(b"your data is encrypted; pay up")).await.map_err(|e| e.to_string())?;
+        store.put(&o.key, Bytes::from_static(GARBAGE)).await.map_err(|e| e.to_string())?;
     }
     println!("     {} objects hidden behind delete markers and overwritten with garbage", objects.len());
-    let client = env.client();
-    let versions = store.list_versions("k10/").await.map_err(|e| e.to_string())?;
-    let genuine: Vec<_> = versions.iter().filter(|v| !v.delete_marker && v.size != 30).collect();
+    let client = &bucket.store.client;
     let (mut deletes, mut shortens) = (0, 0);
     for v in &genuine {
-        let del = client.delete_object().bucket(&bucket).key(&v.key).version_id(&v.version_id).bypass_governance_retention(true).send().await;
+        let del = client.delete_object().bucket(&bucket.name).key(&v.key).version_id(&v.version_id).bypass_governance_retention(true).send().await;
         deletes += usize::from(del.is_err());
         let retention = ObjectLockRetention::builder()
             .mode(ObjectLockRetentionMode::Compliance)
             .retain_until_date(S3Time::from_secs(chrono::Utc::now().timestamp() + 60))
             .build();
-        let shorten = client.put_object_retention().bucket(&bucket).key(&v.key).version_id(&v.version_id).bypass_governance_retention(true).retention(retention).send().await;
+        let shorten = client.put_object_retention().bucket(&bucket.name).key(&v.key).version_id(&v.version_id).bypass_governance_retention(true).retention(retention).send().await;
         shortens += usize::from(shorten.is_err());
     }
     println!("     the store refused {deletes}/{} version deletions and {shortens}/{} lock shortenings", genuine.len(), genuine.len());
     if deletes != genuine.len() || shortens != genuine.len() {
-        return Err("the store let the attacker destroy locked data".into());
+        return Err("the store let the attacker destroy locked data: its buckets do not enforce COMPLIANCE locks".into());
     }
     s.done();
 
     let recovery = Instant::now();
-    s.start("RECOVER: a new cluster; the passphrase Secret; a plain profile on the same bucket");
-    let target = Cluster::start(binary, work.path().join("target-volumes"), Some("9e1f0c2a-5d4b-4c3a-8f7e-6d5c4b3a2f10"), env)?;
+    s.start("RECOVER: a new installation; the passphrase Secret; a plain profile on the same bucket");
+    let target = match recovery_kubeconfig {
+        None => Cluster::standin(binary, work.path().join("target-volumes"), Some("9e1f0c2a-5d4b-4c3a-8f7e-6d5c4b3a2f10"), (&keys.0, &keys.1))?,
+        Some(kubeconfig) => Cluster::existing(binary, kubeconfig.or_else(|| source.kubeconfig.clone()), (&keys.0, &keys.1)),
+    };
+    println!("     the new installation: {}", target.describe());
     target.k10(&["install"], false)?;
-    target.kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", &format!("key={PASSPHRASE}")], false)?;
-    target.k10(&["profile", "create", "recovery", "--bucket", &bucket, "--endpoint", &env.endpoint], false)?;
+    if options.passphrase_on_recovery {
+        target.kubectl(&["create", "secret", "generic", k10::dr::DEFAULT_PASSPHRASE_SECRET, "-n", "kasten-io", "--from-literal", &format!("key={passphrase}")], true)?;
+        println!("     secret/{} created", k10::dr::DEFAULT_PASSPHRASE_SECRET);
+    } else {
+        println!("     (the passphrase Secret is left out)");
+    }
+    target.k10(&[&["profile", "create", RECOVERY_PROFILE][..], &strs(&bucket.args())].concat(), false)?;
     s.done();
 
-    s.start("RECOVER: the k10restore chart's Job turns back the clock (rendered with the Helm SDK, run in the cluster)");
-    let pit = point_in_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    println!("     helm install k10-restore charts/k10restore -n kasten-io --set sourceClusterID={cluster_id} --set profile.name=recovery --set pointInTime={pit}");
-    let docs = helm::template("charts/k10restore", "kasten-io", &[("sourceClusterID", cluster_id.as_str()), ("profile.name", "recovery"), ("pointInTime", pit.as_str())])?;
+    let (pit, why) = match options.recover_to {
+        RecoverTo::BeforeAttack => (point_in_time, format!("between the good DR run ({}) and the attack's ({})", secs(good_dr), secs(attack_dr))),
+        RecoverTo::AfterRetirement => (attack_dr + chrono::Duration::seconds(1), format!("just after the attack's DR run ({}), before the cluster and the store were attacked", secs(attack_dr))),
+        RecoverTo::AfterAttack => {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            (chrono::Utc::now(), "after the attack".to_string())
+        }
+    };
+    let pit = secs(pit);
+    s.start(&format!("RECOVER: the k10restore chart's Job turns back the clock to {pit}, {why}"));
+    println!("     helm install k10-restore charts/k10restore -n kasten-io --set sourceClusterID={cluster_id} --set profile.name={RECOVERY_PROFILE} --set pointInTime={pit}");
+    let docs = helm::template("charts/k10restore", "kasten-io", &[("sourceClusterID", cluster_id.as_str()), ("profile.name", RECOVERY_PROFILE), ("pointInTime", pit.as_str())])?;
     let manifest = docs.iter().map(|d| serde_yaml::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n");
     target.apply(&manifest, work.path())?;
-    target.kubectl(&["wait", "--for=condition=complete", "--timeout=300s", "job/k10-restore", "-n", "kasten-io"], false)?;
-    target.kubectl(&["logs", "job/k10-restore", "-n", "kasten-io"], false)?;
+    target.wait_job("kasten-io", "k10-restore")?;
+    let log = target.kubectl(&["logs", "job/k10-restore", "-n", "kasten-io"], false)?;
     target.k10(&["restorepoint", "list", "-A"], false)?;
+    let recovered = target.contents_of(ns)?;
+    if recovered.keys().ne(contents.keys()) {
+        let warnings: Vec<&str> = log.lines().filter(|l| l.starts_with("warning:")).collect();
+        return Err(format!(
+            "the recovered catalog holds restore points {:?} of {ns}, not the retired {:?}{}",
+            recovered.keys(),
+            contents.keys(),
+            warnings.iter().map(|w| format!("\n{w}")).collect::<String>()
+        )
+        .into());
+    }
+    println!("     {} restore point(s) retired by the attacker are back", recovered.len());
     s.done();
 
     s.start("RECOVER: restore the application from its recovered restore point");
-    let contents = target.kubectl(&["get", "restorepointcontents.apps.kio.kasten.io", "-o", "name"], true)?;
-    let content = contents.lines().next().and_then(|l| l.rsplit('/').next()).ok_or("no restore point was recovered")?.to_string();
-    target.k10(&["restore", &content, "--wait"], false)?;
+    let newest = recovered
+        .iter()
+        .max_by_key(|(_, c)| c["spec"]["endTime"].as_str().unwrap_or_default().to_string())
+        .map(|(name, _)| name.clone())
+        .ok_or("no restore point was recovered")?;
+    target.k10(&["restore", &newest, "--wait"], false)?;
     s.done();
     let recovery_seconds = recovery.elapsed().as_secs_f64();
 
     s.start("VERIFY: every file byte for byte (content, modes, symlinks, mtimes) and every manifest");
-    let restored_volume = target.volume("shop", "data");
-    let (files, bytes) = std::panic::catch_unwind(|| tree::assert_same(&original_volume, &restored_volume))
-        .map_err(|_| "the restored data differs from the original".to_string())?;
-    let restored_manifests = manifests(&target)?;
+    let restored_manifests = target.manifests(ns)?;
     if restored_manifests != original_manifests {
-        let differing: Vec<_> = original_manifests.keys().filter(|k| original_manifests.get(*k) != restored_manifests.get(*k)).collect();
-        return Err(format!("restored manifests differ: {differing:?}"));
+        let differing: Vec<_> = original_manifests.keys().chain(restored_manifests.keys()).filter(|k| original_manifests.get(*k) != restored_manifests.get(*k)).collect();
+        return Err(format!("restored manifests differ: {differing:?}").into());
+    }
+    let restored = target.digest(ns).await?;
+    let differences = original.differences(&restored);
+    if !differences.is_empty() {
+        return Err(format!("the restored volume differs from the original in {} entries: {}", differences.len(), differences.join("; ")).into());
     }
     s.done();
+
+    if let Target::Real(_) = options.target {
+        s.start("CLEAN UP: remove what the drill made in the cluster (the bucket's locked versions stay until their locks expire)");
+        target.delete_drill_objects(ns, &namespace_uid)?;
+        s.done();
+    }
     println!(
-        "\nrecovery time (RTO): {recovery_seconds:.1} s; drill {:.1} s",
-        began.elapsed().as_secs_f64()
+        "\nbackup: {:.1} MiB at {:.1} MiB/s; stored after dedup and compression: {:.1} MiB ({:.0}%)",
+        mib(logical),
+        mib(logical) / backup_seconds,
+        mib(stored),
+        100.0 * stored as f64 / logical.max(1) as f64
     );
-    println!("recovered: {files} files, {bytes} bytes, {} manifests identical", restored_manifests.len());
+    println!("recovery time (RTO): {recovery_seconds:.1} s; drill {:.1} s", began.elapsed().as_secs_f64());
+    println!("recovered: {} files, {} bytes, {} manifests identical", restored.files, restored.bytes, restored_manifests.len());
     Ok(Summary {
-        files,
-        bytes,
+        files: restored.files,
+        bytes: restored.bytes,
         manifests: restored_manifests.len(),
+        restore_points_recovered: recovered.len(),
+        backup_seconds,
+        stored_bytes: stored,
         recovery_seconds,
     })
-}
-
-fn storage(env: &s3::S3Env, bucket: &str) -> std::sync::Arc<k10::objectstore::s3::S3Storage> {
-    let location = k10::objectstore::Location {
-        endpoint: Some(env.endpoint.clone()),
-        region: env.region.clone(),
-        bucket: bucket.to_string(),
-        skip_ssl_verify: false,
-    };
-    let credentials = k10::objectstore::Credentials {
-        access_key_id: env.access_key.clone(),
-        secret_access_key: env.secret_key.clone(),
-    };
-    let store = k10::objectstore::ObjectStore::connect(&location, &credentials).expect("a valid endpoint");
-    std::sync::Arc::new(k10::objectstore::s3::S3Storage::new(store, None))
 }
