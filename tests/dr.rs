@@ -139,7 +139,10 @@ async fn the_catalog_comes_back_as_of_a_point_in_time_and_the_app_with_it() {
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     refuse(&["--source-cluster-id", &source_id, "--point-in-time", &future], "is in the future");
     let old = (chrono::Utc::now() - chrono::Duration::days(45)).to_rfc3339();
-    refuse(&["--source-cluster-id", &source_id, "--point-in-time", &old], "older than the protection period allows");
+    refuse(&["--source-cluster-id", &source_id, "--point-in-time", &old], "older than the protection period allows (30 days");
+    // Before every DR snapshot but within the bucket's reach: still the DR profile's 30 days decide.
+    let older = (chrono::Utc::now() - chrono::Duration::days(35)).to_rfc3339();
+    refuse(&["--source-cluster-id", &source_id, "--point-in-time", &older], "older than the protection period allows (30 days");
     refuse(&["--source-cluster-id", &source_id, "--point-in-time", "yesterday"], "malformed point in time");
     refuse(&["--source-cluster-id", "no-such-cluster"], &format!("cluster IDs found: {source_id}"));
     let before = (t1 - chrono::Duration::minutes(10)).to_rfc3339();

@@ -287,6 +287,23 @@ async fn readable_before(
     }
 }
 
+/// The protection period (days) of the DR profile a DR snapshot records, if it is immutable.
+async fn dr_period_days(repo: &Repo<ReadOnly>, snapshot: &str, listing: &[String]) -> Result<Option<u32>> {
+    let read = |path: String| async move {
+        let bytes = repo.read_document(snapshot, &path).await?;
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| DrError::Unreadable(format!("{path}: {e}")))
+    };
+    let index = read("index.json".into()).await?;
+    let path = format!("profiles/{}.json", index["drProfile"].as_str().unwrap_or_default());
+    if !listing.contains(&path) {
+        return Ok(None);
+    }
+    let Ok(profile) = serde_json::from_value::<Profile>(read(path).await?) else {
+        return Ok(None);
+    };
+    Ok(catalog::period_of(&profile)?.map(|p| p.days()))
+}
+
 fn restore_points_in(listing: &[String]) -> usize {
     listing.iter().filter(|p| p.starts_with("restorepointcontents/")).count()
 }
@@ -331,24 +348,36 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
     }
     let now = chrono::Utc::now();
     let at = options.point_in_time.unwrap_or(now);
+    let prefix = layout::catalog_repository(id);
+    let too_old = |t: Time, days: u32| {
+        let earliest = now - chrono::Duration::days(i64::from(days));
+        (t < earliest).then(|| DrError::TooOld {
+            at: t.to_rfc3339(),
+            days,
+            earliest: earliest.to_rfc3339(),
+        })
+    };
     if at < times[0] {
-        // Further back than the bucket's locks reach is a protection-period refusal.
-        if let Some(max_days) = storage.default_retention_days().await.and_then(|r| r.checked_sub(20)) {
-            let earliest = now - chrono::Duration::days(i64::from(max_days));
-            if at < earliest {
-                return Err(DrError::TooOld {
-                    at: at.to_rfc3339(),
-                    days: max_days,
-                    earliest: earliest.to_rfc3339(),
-                });
+        // Further back than the DR profile's protection period (as the newest readable catalog
+        // records it; else as far as the bucket's locks reach) is a protection-period refusal.
+        let mut days = None;
+        for t in times.iter().rev().take(20) {
+            if let Ok((repo, snap, listing)) = open_catalog(&storage, &prefix, *t, &passphrase).await {
+                days = dr_period_days(&repo, &snap.id, &listing).await?;
+                break;
             }
+        }
+        if days.is_none() {
+            days = storage.default_retention_days().await.and_then(|r| r.checked_sub(20));
+        }
+        if let Some(refusal) = days.and_then(|d| too_old(at, d)) {
+            return Err(refusal);
         }
         return Err(DrError::NothingBefore {
             at: at.to_rfc3339(),
             earliest: times[0].to_rfc3339(),
         });
     }
-    let prefix = layout::catalog_repository(id);
     // With a point in time, the catalog as of then. Without one, the newest DR snapshot that still
     // reads: after an attack, the newest versions of the keys may be garbage.
     let opened = match options.point_in_time {
@@ -392,25 +421,10 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
             serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| DrError::Unreadable(format!("{path}: {e}")))
         }
     };
-    let index = read("index.json".into()).await?;
-
     // The DR profile's protection period bounds how far back the restore may go.
     if let Some(t) = options.point_in_time {
-        let dr_profile = index["drProfile"].as_str().unwrap_or_default().to_string();
-        if listing.contains(&format!("profiles/{dr_profile}.json")) {
-            let doc = read(format!("profiles/{dr_profile}.json")).await?;
-            if let Ok(p) = serde_json::from_value::<Profile>(doc) {
-                if let Some(period) = catalog::period_of(&p)? {
-                    let earliest = now - chrono::Duration::days(i64::from(period.days()));
-                    if t < earliest {
-                        return Err(DrError::TooOld {
-                            at: t.to_rfc3339(),
-                            days: period.days(),
-                            earliest: earliest.to_rfc3339(),
-                        });
-                    }
-                }
-            }
+        if let Some(refusal) = dr_period_days(&repo, &snap.id, &listing).await?.and_then(|d| too_old(t, d)) {
+            return Err(refusal);
         }
     }
 
