@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k10::objectstore::pit::PointInTime;
+use k10::objectstore::storage::VersionedStorage;
 use k10::repo::{ReadOnly, Repo};
 use support::app::{fill, Fixture};
 use support::{restic, tree};
@@ -316,4 +317,39 @@ async fn volumes_with_a_snapshot_class_are_read_from_a_csi_snapshot_clone() {
     assert!(snaps["items"].as_array().unwrap().is_empty(), "{snaps}");
     let claims = f.kubectl(&["get", "pvc", "-n", "shop", "-o", "name"]);
     assert_eq!(claims.lines().count(), 2, "{claims}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_first_runs_at_once_share_one_repository() {
+    let f = Fixture::new().await;
+    std::fs::write(f.volume("data").join("one.bin"), tree::noise(5, 2 * 1024 * 1024)).unwrap();
+    for p in ["first", "second"] {
+        f.k10.run(&["policy", "create", p, "--namespaces", "shop", "--profile", "immutable"]).ok();
+    }
+    // Both runs find no repository and no password Secret at the same moment.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| f.k10.run(&["policy", "run", "first", "--wait"]));
+        let b = s.spawn(|| f.k10.run(&["policy", "run", "second", "--wait"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    a.ok();
+    b.ok();
+
+    // One password, one repository with one config, and both runs' snapshots in it.
+    let contents = f.contents();
+    assert_eq!(contents.len(), 2);
+    let spec = |i: usize| &contents[i]["spec"];
+    assert_eq!(spec(0)["repository"], spec(1)["repository"]);
+    assert_eq!(spec(0)["passwordSecret"], spec(1)["passwordSecret"]);
+    let repository = spec(0)["repository"].as_str().unwrap().to_string();
+    let configs = f.storage().list_versions(&format!("{repository}config")).await.unwrap();
+    assert_eq!(configs.len(), 1, "the repository was created twice: {configs:?}");
+    let password = f.password(spec(0)["passwordSecret"].as_str().unwrap());
+    let repo = Repo::open(f.storage(), &repository, &password).await.unwrap();
+    let ids: Vec<String> = repo.snapshots().await.unwrap().into_iter().map(|s| s.id).collect();
+    for i in 0..2 {
+        for snap in spec(i)["snapshots"].as_array().unwrap() {
+            assert!(ids.contains(&snap["id"].as_str().unwrap().to_string()), "{snap} is not in the repository");
+        }
+    }
 }

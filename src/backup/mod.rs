@@ -119,20 +119,53 @@ pub fn password_secret_name(namespace_uid: &str) -> String {
     format!("k10-repo-{namespace_uid}")
 }
 
-pub async fn repository_password(cluster: &Cluster, name: &str, create: bool) -> Result<Option<String>> {
+/// A namespace repository's password, read from its Secret (None when the Secret or its key is
+/// missing).
+pub async fn repository_password(cluster: &Cluster, name: &str) -> Result<Option<String>> {
+    Ok(read_password_secret(cluster, name).await?.map(|(password, _)| password).filter(|p| !p.is_empty()))
+}
+
+async fn read_password_secret(cluster: &Cluster, name: &str) -> Result<Option<(String, Option<chrono::DateTime<Utc>>)>> {
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
-    if let Some(secret) = secrets
+    let Some(secret) = secrets
         .get_opt(name)
         .await
         .map_err(|e| cluster.err(e, format!("read Secret {K10_NAMESPACE}/{name}")))?
-    {
-        let password = secret
-            .data
-            .and_then(|d| d.get("password").map(|b| String::from_utf8_lossy(&b.0).into_owned()));
-        return Ok(password);
-    }
-    if !create {
+    else {
         return Ok(None);
+    };
+    let created = secret
+        .metadata
+        .creation_timestamp
+        .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32));
+    let password = secret
+        .data
+        .and_then(|d| d.get("password").map(|b| String::from_utf8_lossy(&b.0).into_owned()))
+        .unwrap_or_default();
+    Ok(Some((password, created)))
+}
+
+/// The password of a namespace repository for a run that writes to it.
+#[derive(Debug, Clone)]
+pub struct RepoPassword {
+    pub password: String,
+    /// This run created the Secret, so it is the one that creates the repository.
+    pub created: bool,
+    /// When the Secret was created.
+    pub since: Option<chrono::DateTime<Utc>>,
+}
+
+/// Reads the repository's password, or creates its Secret with a new random one. Of two runs
+/// creating it at once, one wins and the other reads the winner's.
+pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<RepoPassword> {
+    let missing = || K8sError::NotFound {
+        what: format!("key `password` in Secret {K10_NAMESPACE}/{name}"),
+    };
+    if let Some((password, since)) = read_password_secret(cluster, name).await? {
+        if password.is_empty() {
+            return Err(missing().into());
+        }
+        return Ok(RepoPassword { password, created: false, since });
     }
     let password = repo::new_password();
     let secret = Secret {
@@ -145,11 +178,52 @@ pub async fn repository_password(cluster: &Cluster, name: &str, create: bool) ->
         data: Some(BTreeMap::from([("password".into(), ByteString(password.clone().into_bytes()))])),
         ..Default::default()
     };
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .map_err(|e| cluster.err(e, format!("create Secret {K10_NAMESPACE}/{name}")))?;
-    Ok(Some(password))
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(RepoPassword {
+            password,
+            created: true,
+            since: Some(Utc::now()),
+        }),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let (password, since) = read_password_secret(cluster, name).await?.ok_or_else(missing)?;
+            Ok(RepoPassword { password, created: false, since })
+        }
+        Err(e) => Err(cluster.err(e, format!("create Secret {K10_NAMESPACE}/{name}")).into()),
+    }
+}
+
+/// How long a run waits for another run to create the repository whose password Secret it made.
+const INIT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Opens a namespace's repository, or creates it. Only the run that created the password Secret
+/// creates the repository: two first runs creating it at once would write two configs, and one
+/// of them would orphan the other's key for good under the locks. A run that finds no repository
+/// behind an existing Secret waits for its creator, unless the Secret is old enough that its
+/// creator must have died first.
+async fn open_or_init(
+    store: std::sync::Arc<dyn crate::objectstore::storage::Storage>,
+    repository: &str,
+    claim: &RepoPassword,
+) -> Result<Repo<repo::Writable>> {
+    let deadline = tokio::time::Instant::now() + INIT_WAIT;
+    let stale = claim.since.is_none_or(|t| Utc::now() - t > chrono::Duration::from_std(INIT_WAIT).unwrap_or_default());
+    loop {
+        match Repo::open(store.clone(), repository, &claim.password).await {
+            Ok(repo) => return Ok(repo),
+            Err(RepoError::NoRepository { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if claim.created || stale || tokio::time::Instant::now() >= deadline {
+            match Repo::init(store.clone(), repository, &claim.password).await {
+                Ok(repo) => return Ok(repo),
+                // Made meanwhile by the run we did not wait for: open it.
+                Err(RepoError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Runs a policy now: every selected namespace, then retention.
@@ -247,19 +321,14 @@ impl NamespaceBackup<'_> {
         let run_id = format!("{}-{}-{}", self.policy_name, start.format("%Y%m%d%H%M%S"), &repo::new_password()[..4]);
         let repository = layout::app_repository(self.cluster_id, &uid);
         let secret_name = password_secret_name(&uid);
-        let password = repository_password(cluster, &secret_name, true).await?.ok_or_else(|| K8sError::NotFound {
-            what: format!("key `password` in Secret {K10_NAMESPACE}/{secret_name}"),
-        })?;
+        let claim = claim_repository_password(cluster, &secret_name).await?;
+        let password = claim.password.clone();
         let period = self.storage.protection();
         if let (Some(period), Some(ledgers)) = (period, layout::maintenance_ledgers(&repository)) {
             record_writer(self.storage.as_ref(), &ledgers, period).await?;
         }
         let store: std::sync::Arc<dyn crate::objectstore::storage::Storage> = self.storage.clone();
-        let repo = match Repo::open(store.clone(), &repository, &password).await {
-            Ok(repo) => repo,
-            Err(RepoError::NoRepository { .. }) => Repo::init(store, &repository, &password).await?,
-            Err(e) => return Err(e.into()),
-        };
+        let repo = open_or_init(store, &repository, &claim).await?;
         let outcome = match self.write(&repo, &run_id, &repository, &password).await {
             Ok((snapshots, manifests)) => {
                 self.record(&repo, &run_id, &repository, &secret_name, &uid, start, snapshots, manifests).await
@@ -586,7 +655,7 @@ pub async fn retire(cluster: &Cluster, namespace: &str, name: &str) -> Result<()
         k10.namespace = spec.profile.namespace.clone();
         let profile = catalog::get_profile(&k10, &spec.profile.name).await?;
         let storage = catalog::profile_storage(cluster, &profile).await?;
-        let password = repository_password(cluster, &spec.password_secret, false)
+        let password = repository_password(cluster, &spec.password_secret)
             .await?
             .ok_or_else(|| K8sError::NotFound {
                 what: format!("repository password Secret {K10_NAMESPACE}/{}", spec.password_secret),

@@ -145,7 +145,7 @@ async fn open(cluster: &Cluster, content: &RestorePointContent, progress: &(dyn 
         }
         Err(e) => return Err(e.into()),
     };
-    let password = repository_password(cluster, &spec.password_secret, false)
+    let password = repository_password(cluster, &spec.password_secret)
         .await?
         .ok_or_else(|| RestoreError::PasswordMissing(spec.password_secret.clone()))?;
     let end = chrono::DateTime::parse_from_rfc3339(&spec.end_time)
