@@ -258,6 +258,42 @@ async fn open_catalog(
     Ok((repo, snap, listing))
 }
 
+/// Whether a failure to read the catalog means its data is damaged or gone (what an attack leaves),
+/// rather than the store or the network failing.
+fn is_damage(e: &DrError) -> bool {
+    matches!(
+        e,
+        DrError::Unreadable(_)
+            | DrError::Repo(
+                RepoError::Engine { .. }
+                    | RepoError::Damaged { .. }
+                    | RepoError::NoRepository { .. }
+                    | RepoError::SnapshotNotFound { .. }
+                    | RepoError::PathNotFound { .. }
+            )
+    )
+}
+
+/// The DR profile's protection period in days, as the newest readable catalog records it (or,
+/// when none reads, as far as the bucket's default retention lets locks reach).
+async fn protection_days(
+    storage: &std::sync::Arc<crate::objectstore::s3::S3Storage>,
+    prefix: &str,
+    times: &[Time],
+    passphrase: &str,
+    cluster_id: &str,
+) -> Result<Option<u32>> {
+    for t in times.iter().rev().take(20) {
+        match open_catalog(storage, prefix, *t, passphrase).await {
+            Ok((repo, snap, listing)) => return dr_period_days(&repo, &snap.id, &listing).await,
+            Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(cluster_id.to_string())),
+            Err(e) if is_damage(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(storage.default_retention_days().await.and_then(|r| r.checked_sub(20)))
+}
+
 /// Which earlier DR snapshots still read (the newest of them, and the newest that holds restore
 /// points), as the end of a [`DrError::GoneAt`] message.
 async fn readable_before(
@@ -349,30 +385,20 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
     let now = chrono::Utc::now();
     let at = options.point_in_time.unwrap_or(now);
     let prefix = layout::catalog_repository(id);
-    let too_old = |t: Time, days: u32| {
-        let earliest = now - chrono::Duration::days(i64::from(days));
-        (t < earliest).then(|| DrError::TooOld {
-            at: t.to_rfc3339(),
-            days,
-            earliest: earliest.to_rfc3339(),
-        })
-    };
-    if at < times[0] {
-        // Further back than the DR profile's protection period (as the newest readable catalog
-        // records it; else as far as the bucket's locks reach) is a protection-period refusal.
-        let mut days = None;
-        for t in times.iter().rev().take(20) {
-            if let Ok((repo, snap, listing)) = open_catalog(&storage, &prefix, *t, &passphrase).await {
-                days = dr_period_days(&repo, &snap.id, &listing).await?;
-                break;
+    if let Some(t) = options.point_in_time {
+        // Further back than the DR profile's protection period is refused before anything else.
+        if let Some(days) = protection_days(&storage, &prefix, &times, &passphrase, id).await? {
+            let earliest = now - chrono::Duration::days(i64::from(days));
+            if t < earliest {
+                return Err(DrError::TooOld {
+                    at: t.to_rfc3339(),
+                    days,
+                    earliest: earliest.to_rfc3339(),
+                });
             }
         }
-        if days.is_none() {
-            days = storage.default_retention_days().await.and_then(|r| r.checked_sub(20));
-        }
-        if let Some(refusal) = days.and_then(|d| too_old(at, d)) {
-            return Err(refusal);
-        }
+    }
+    if at < times[0] {
         return Err(DrError::NothingBefore {
             at: at.to_rfc3339(),
             earliest: times[0].to_rfc3339(),
@@ -384,13 +410,14 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
         Some(t) => match open_catalog(&storage, &prefix, t, &passphrase).await {
             Ok(o) => o,
             Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(id.clone())),
-            Err(e) => {
+            Err(e) if is_damage(&e) => {
                 return Err(DrError::GoneAt {
                     at: rfc3339(t),
                     cause: e.to_string(),
                     hint: readable_before(&storage, &prefix, &times, t, &passphrase).await,
                 })
             }
+            Err(e) => return Err(e),
         },
         None => {
             let mut found = None;
@@ -402,7 +429,8 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
                         break;
                     }
                     Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(id.clone())),
-                    Err(e) => last_error = Some(e),
+                    Err(e) if is_damage(&e) => last_error = Some(e),
+                    Err(e) => return Err(e),
                 }
             }
             match (found, last_error) {
@@ -421,13 +449,6 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
             serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| DrError::Unreadable(format!("{path}: {e}")))
         }
     };
-    // The DR profile's protection period bounds how far back the restore may go.
-    if let Some(t) = options.point_in_time {
-        if let Some(refusal) = dr_period_days(&repo, &snap.id, &listing).await?.and_then(|d| too_old(t, d)) {
-            return Err(refusal);
-        }
-    }
-
     let mut report = RestoreReport {
         snapshot_time: snap.time.to_rfc3339(),
         ..Default::default()
