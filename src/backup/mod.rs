@@ -186,7 +186,7 @@ pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<
             since: Some(Utc::now()),
         }),
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            let (password, since) = read_password_secret(cluster, name).await?.ok_or_else(missing)?;
+            let (password, since) = read_password_secret(cluster, name).await?.filter(|(p, _)| !p.is_empty()).ok_or_else(missing)?;
             Ok(RepoPassword { password, created: false, since })
         }
         Err(e) => Err(cluster.err(e, format!("create Secret {K10_NAMESPACE}/{name}")).into()),
@@ -195,19 +195,23 @@ pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<
 
 /// How long a run waits for another run to create the repository whose password Secret it made.
 const INIT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// A password Secret older than this without a repository: its creator died before creating it.
+/// Far longer than a creation takes, so that clock skew between this run and the API server
+/// cannot make two runs create the repository at once.
+const STALE_SECRET: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Opens a namespace's repository, or creates it. Only the run that created the password Secret
 /// creates the repository: two first runs creating it at once would write two configs, and one
 /// of them would orphan the other's key for good under the locks. A run that finds no repository
 /// behind an existing Secret waits for its creator, unless the Secret is old enough that its
-/// creator must have died first.
+/// creator must have died first. (Two runs that both outwait a dead creator may still race.)
 async fn open_or_init(
     store: std::sync::Arc<dyn crate::objectstore::storage::Storage>,
     repository: &str,
     claim: &RepoPassword,
 ) -> Result<Repo<repo::Writable>> {
     let deadline = tokio::time::Instant::now() + INIT_WAIT;
-    let stale = claim.since.is_none_or(|t| Utc::now() - t > chrono::Duration::from_std(INIT_WAIT).unwrap_or_default());
+    let stale = claim.since.is_none_or(|t| Utc::now() - t > STALE_SECRET);
     loop {
         match Repo::open(store.clone(), repository, &claim.password).await {
             Ok(repo) => return Ok(repo),
