@@ -75,13 +75,7 @@ async fn main() {
     let mib: usize = std::env::var("K10_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let data = tempfile::tempdir().unwrap();
     tree::mixed(data.path(), mib);
-    let total: u64 = tree::read(data.path())
-        .values()
-        .map(|e| match e {
-            tree::Entry::File { content, .. } => content.len() as u64,
-            _ => 0,
-        })
-        .sum();
+    let total: u64 = tree::read(data.path()).bytes;
     println!("data: {} MiB in mixed file sizes; SeaweedFS at {}", total / (1 << 20), env.endpoint);
 
     // k10: an object-locked bucket, every write carrying its own COMPLIANCE lock.

@@ -103,8 +103,7 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::json!({"snapshot": snapshot, "identical": true}));
         }
         DataMoverCommand::Sample { path, mib } => {
-            let occupied = std::fs::read_dir(&path).map(|mut d| d.next().is_some()).unwrap_or(false);
-            if occupied {
+            if tree::holds_data(&path) {
                 anyhow::bail!("{} is not empty: sample data is written only into a new or empty volume", path.display());
             }
             tree::sample(&path, mib).map_err(|e| anyhow::anyhow!("cannot write sample data into {}: {e}", path.display()))?;

@@ -111,8 +111,17 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Reads every entry under `root` (not following symlinks). Other file types are refused: a
-/// volume of the drill holds none.
+/// A fresh filesystem's own directory, which is no data of the volume's.
+const LOST_AND_FOUND: &str = "lost+found";
+
+/// Whether a directory holds anything but a fresh filesystem's `lost+found` (false when it does
+/// not exist).
+pub fn holds_data(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.any(|e| e.is_ok_and(|e| e.file_name() != LOST_AND_FOUND)))
+}
+
+/// Reads every entry under `root` (not following symlinks), but a top-level `lost+found`. Other
+/// file types are refused: a volume of the drill holds none.
 pub fn digest(root: &Path) -> std::io::Result<TreeDigest> {
     let mut out = TreeDigest::default();
     let mut stack = vec![root.to_path_buf()];
@@ -120,6 +129,9 @@ pub fn digest(root: &Path) -> std::io::Result<TreeDigest> {
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            if rel == LOST_AND_FOUND {
+                continue;
+            }
             let meta = std::fs::symlink_metadata(&path)?;
             let mode = meta.permissions().mode() & 0o7777;
             let e = if meta.file_type().is_symlink() {
@@ -174,6 +186,18 @@ mod tests {
         let after = digest(&root).unwrap();
         let diff: Vec<String> = before.differences(&after).iter().map(|d| d.split(':').next().unwrap().to_string()).collect();
         assert_eq!(diff, ["dangling", "empty", "script.sh", "sub/data.bin"], "{:?}", before.differences(&after));
+    }
+
+    #[test]
+    fn a_fresh_filesystems_lost_and_found_is_no_data() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!holds_data(&dir.path().join("missing")));
+        std::fs::create_dir(dir.path().join("lost+found")).unwrap();
+        assert!(!holds_data(dir.path()));
+        assert!(digest(dir.path()).unwrap().entries.is_empty());
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        assert!(holds_data(dir.path()));
+        assert_eq!(digest(dir.path()).unwrap().entries.keys().collect::<Vec<_>>(), ["file"]);
     }
 
     #[test]
