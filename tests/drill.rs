@@ -14,6 +14,13 @@ use support::apiserver::{ApiServer, ApiServerOptions};
 use support::drill::{self, DrillError, Options, Real, RecoverTo, Target};
 use support::s3;
 
+async fn refused(binary: &std::path::Path, options: Options, why: &str) {
+    match drill::run(binary, &options).await {
+        Err(DrillError::Refused(m)) => assert!(m.contains(why) && m.contains("nothing was done"), "{m}"),
+        other => panic!("should have been refused ({why}): {other:?}"),
+    }
+}
+
 fn failure(result: Result<drill::Summary, DrillError>) -> String {
     match result {
         Ok(s) => panic!("the drill should have failed: {s:?}"),
@@ -133,27 +140,28 @@ impl RealTarget {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_real_cluster_and_bucket_the_drill_recovers_and_cleans_up() {
     let t = real_target().await;
-    // Something of the user's that the drill must leave alone.
-    t.kubectl(&["create", "namespace", "payments"]);
     let options = Options {
         target: Target::Real(t.real(Some(&format!("drill-app/{}", t.bucket)))),
         namespace: "drill-app".into(),
         ..Options::local(2)
     };
-    let summary = drill::run(&support::cli::binary(), &options).await.expect("the drill on a real target");
-    assert!(summary.bytes >= 2 * 1024 * 1024 && summary.restore_points_recovered == 1, "{summary:?}");
-    // Recovered into the same cluster, then cleaned up: nothing of the drill is left but k10 itself.
-    assert!(!t.kubectl(&["get", "namespace", "drill-app"]).0, "the drill's namespace was left behind");
-    assert!(t.kubectl(&["get", "namespace", "payments"]).0, "the drill deleted a namespace it did not make");
-    for kind in ["profiles.config.kio.kasten.io", "policies.config.kio.kasten.io", "restorepointcontents.apps.kio.kasten.io"] {
-        let (ok, out) = t.kubectl(&["get", kind, "-A", "-o", "name"]);
-        assert!(ok && out.trim().is_empty(), "{kind} left behind: {out}");
+    // Twice on the same cluster and bucket: the clean-up leaves both ready for the next drill.
+    for round in 1..=2 {
+        let summary = drill::run(&support::cli::binary(), &options).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(summary.bytes >= 2 * 1024 * 1024 && summary.restore_points_recovered == 1, "{summary:?}");
+
+        // Recovered into the same cluster, then cleaned up: nothing of the drill is left but k10.
+        assert!(!t.kubectl(&["get", "namespace", "drill-app"]).0, "the drill's namespace was left behind");
+        for kind in ["profiles.config.kio.kasten.io", "policies.config.kio.kasten.io", "restorepointcontents.apps.kio.kasten.io"] {
+            let (ok, out) = t.kubectl(&["get", kind, "-A", "-o", "name"]);
+            assert!(ok && out.trim().is_empty(), "{kind} left behind: {out}");
+        }
+        let (_, left) = t.kubectl(&["get", "cronjobs,jobs,secrets,serviceaccounts,roles,rolebindings", "-n", "kasten-io", "-o", "name"]);
+        let left: Vec<&str> = left.lines().filter(|l| !l.ends_with("/default")).collect();
+        assert_eq!(left, ["cronjob.batch/k10-maintenance", "serviceaccount/k10"], "left behind in kasten-io");
+        let (_, cluster_wide) = t.kubectl(&["get", "clusterroles,clusterrolebindings", "-o", "name"]);
+        assert!(!cluster_wide.contains("k10-restore"), "{cluster_wide}");
     }
-    // Of k10's own objects in kasten-io, only what install made is left.
-    let (_, cronjobs) = t.kubectl(&["get", "cronjobs", "-n", "kasten-io", "-o", "name"]);
-    assert_eq!(cronjobs.trim(), "cronjob.batch/k10-maintenance", "{cronjobs}");
-    let (_, secrets) = t.kubectl(&["get", "secrets", "-n", "kasten-io", "-o", "name"]);
-    assert!(secrets.trim().is_empty(), "Secrets left behind: {secrets}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,18 +191,42 @@ async fn the_attack_on_a_real_target_needs_the_namespace_and_bucket_named() {
     assert!(!t.kubectl(&["get", "namespace", "kasten-io"]).0);
     assert_eq!(t.versions_in_bucket().await, 0);
 
-    // An existing namespace of that name is not the drill's to destroy.
-    t.kubectl(&["create", "namespace", "drill-app"]);
-    let options = Options {
-        target: Target::Real(t.real(Some(&format!("drill-app/{}", t.bucket)))),
-        namespace: "drill-app".into(),
-        ..Options::local(1)
+    // An existing namespace of that name is not the drill's to destroy; a k10 catalog of the
+    // user's would be exported and copied; a recovery cluster is checked the same way; and a
+    // cluster that cannot be checked is not used.
+    let allowed = Some(format!("drill-app/{}", t.bucket));
+    let real = |recovery: Option<&std::path::Path>| {
+        let mut r = t.real(allowed.as_deref());
+        r.recovery_kubeconfig = recovery.map(std::path::Path::to_path_buf);
+        Options {
+            target: Target::Real(r),
+            namespace: "drill-app".into(),
+            ..Options::local(1)
+        }
     };
-    match drill::run(&binary, &options).await {
-        Err(DrillError::Refused(m)) => assert!(m.contains("namespace \"drill-app\" exists"), "{m}"),
-        other => panic!("should have been refused: {other:?}"),
+    t.kubectl(&["create", "namespace", "drill-app"]);
+    refused(&binary, real(None), "namespace \"drill-app\" exists").await;
+    let other = real_target().await;
+    other.kubectl(&["create", "namespace", "drill-app"]);
+    t.kubectl(&["delete", "namespace", "drill-app"]);
+    refused(&binary, real(Some(other.server.kubeconfig_path())), "namespace \"drill-app\" exists").await;
+    let env = s3::env();
+    let k10 = support::cli::K10::new(t.server.kubeconfig_path()).with_env("AWS_ACCESS_KEY_ID", &env.access_key).with_env("AWS_SECRET_ACCESS_KEY", &env.secret_key);
+    k10.run(&["install"]).ok();
+    k10.run(&["profile", "create", "production", "--bucket", &t.bucket, "--endpoint", &env.endpoint]).ok();
+    refused(&binary, real(None), "it holds k10 profiles.config.kio.kasten.io of its own").await;
+    let mut unreachable = real(None);
+    if let Target::Real(r) = &mut unreachable.target {
+        let dead = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(dead.path(), std::fs::read_to_string(t.server.kubeconfig_path()).unwrap().replace(&t.server.url(), "http://127.0.0.1:9")).unwrap();
+        r.kubeconfig = Some(dead.into_temp_path().keep().unwrap());
+    }
+    match drill::run(&binary, &unreachable).await {
+        Err(DrillError::Failed(m)) => assert!(m.contains("cannot check"), "{m}"),
+        other => panic!("an unreachable cluster should fail the checks: {other:?}"),
     }
     assert_eq!(t.versions_in_bucket().await, 0);
+    assert!(t.kubectl(&["get", "profiles.config.kio.kasten.io", "production", "-n", "kasten-io"]).0, "the user's profile is gone");
 
     // The program: the same refusal, exit code 2, and the store's keys only from the environment.
     let program = binary.parent().unwrap().join("examples/drill");

@@ -26,7 +26,7 @@
 //! and `drill-recovery`, the policy named after the namespace, the DR policy and their Secrets;
 //! and in the bucket only the keys of that namespace's repository and the catalog.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -177,6 +177,8 @@ impl From<&str> for DrillError {
 #[derive(Debug, Clone)]
 #[allow(dead_code)]
 pub struct Summary {
+    /// What the backup captured.
+    pub logical_bytes: u64,
     pub files: u64,
     pub bytes: u64,
     pub manifests: usize,
@@ -323,30 +325,82 @@ impl Cluster {
         serde_json::from_str(&self.kubectl(&all, true)?).map_err(|e| format!("kubectl {args:?}: {e}"))
     }
 
-    fn exists(&self, args: &[&str]) -> bool {
+    /// Whether objects exist; a resource type the cluster does not serve has none. Any other
+    /// failure is an error: a check that cannot be made never passes.
+    fn exists(&self, args: &[&str]) -> Result<bool, String> {
         let mut all = args.to_vec();
         all.extend(["--ignore-not-found", "-o", "name"]);
-        self.kubectl(&all, true).is_ok_and(|out| !out.trim().is_empty())
+        match self.kubectl(&all, true) {
+            Ok(out) => Ok(!out.trim().is_empty()),
+            Err(e) if e.contains("the server doesn't have a resource type") => Ok(false),
+            Err(e) => Err(format!("cannot check {}: {e}", self.describe())),
+        }
     }
 
-    fn apply(&self, yaml: &str, dir: &Path) -> Result<(), String> {
+    /// Creates the DR passphrase Secret through the API (never on a command line).
+    async fn create_passphrase_secret(&self, passphrase: &str) -> Result<(), String> {
+        use k8s_openapi::api::core::v1::Secret;
+        let api = self.api().await?;
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(k10::dr::DEFAULT_PASSPHRASE_SECRET.into()),
+                namespace: Some("kasten-io".into()),
+                ..Default::default()
+            },
+            string_data: Some(BTreeMap::from([("key".to_string(), passphrase.to_string())])),
+            ..Default::default()
+        };
+        kube::Api::<Secret>::namespaced(api.client.clone(), "kasten-io")
+            .create(&kube::api::PostParams::default(), &secret)
+            .await
+            .map_err(|e| format!("cannot create Secret kasten-io/{}: {e}", k10::dr::DEFAULT_PASSPHRASE_SECRET))?;
+        println!("     secret/{} created (the passphrase stays with the drill)", k10::dr::DEFAULT_PASSPHRASE_SECRET);
+        Ok(())
+    }
+
+    /// Refuses a cluster where the drill could touch what is not its own: its namespace, or any
+    /// k10 catalog (a DR run would export it, and the recovery copy it).
+    fn preflight(&self, namespace: &str) -> Result<(), DrillError> {
+        let refuse = |what: String| DrillError::Refused(format!("{}: {what}; nothing was done", self.describe()));
+        if self.exists(&["get", "namespace", namespace])? {
+            return Err(refuse(format!("namespace {namespace:?} exists, and the drill creates and destroys its namespace: choose another with --namespace")));
+        }
+        let catalog = [
+            ("profiles.config.kio.kasten.io", true),
+            ("policies.config.kio.kasten.io", true),
+            ("restorepointcontents.apps.kio.kasten.io", false),
+        ];
+        for (kind, namespaced) in catalog {
+            let args: &[&str] = if namespaced { &["get", kind, "-n", "kasten-io"] } else { &["get", kind] };
+            if self.exists(args)? {
+                return Err(refuse(format!("it holds k10 {kind} of its own, which the drill's DR runs would export and its recovery copy: run the drill on a cluster without a k10 catalog")));
+            }
+        }
+        if self.exists(&["get", "secret", k10::dr::DEFAULT_PASSPHRASE_SECRET, "-n", "kasten-io"])? {
+            return Err(refuse(format!("Secret kasten-io/{} exists, and the drill sets its own DR passphrase", k10::dr::DEFAULT_PASSPHRASE_SECRET)));
+        }
+        Ok(())
+    }
+
+    /// `kubectl apply -f` of a file written into `dir`; returns the file.
+    fn apply(&self, yaml: &str, dir: &Path) -> Result<PathBuf, String> {
         let path = dir.join(format!("apply-{}.yaml", rand_suffix()));
         std::fs::write(&path, yaml).map_err(|e| e.to_string())?;
-        self.kubectl(&["apply", "-f", path.to_str().unwrap_or_default()], false).map(|_| ())
+        self.kubectl(&["apply", "-f", path.to_str().unwrap_or_default()], false).map(|_| path)
     }
 
     fn uid(&self, namespace: &str) -> Result<String, String> {
         Ok(self.kubectl(&["get", "namespace", namespace, "-o", "jsonpath={.metadata.uid}"], true)?.trim().to_string())
     }
 
-    /// The restore point contents of a namespace, by name.
-    fn contents_of(&self, namespace: &str) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    /// The restore point contents of a namespace (by its UID: contents outlive namespaces), by name.
+    fn contents_of(&self, namespace_uid: &str) -> Result<BTreeMap<String, serde_json::Value>, String> {
         let list = self.json(&["get", "restorepointcontents.apps.kio.kasten.io"])?;
         Ok(list["items"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|c| c["spec"]["sourceNamespace"] == namespace)
+            .filter(|c| c["spec"]["sourceNamespaceUid"] == namespace_uid)
             .map(|c| (c["metadata"]["name"].as_str().unwrap_or_default().to_string(), c.clone()))
             .collect())
     }
@@ -432,38 +486,45 @@ impl Cluster {
 
     /// Deletes what the drill made in this cluster: the namespace, its restore points and their
     /// contents, the policy and the DR policy with their CronJobs, the profiles and the Secrets
-    /// they use.
-    fn delete_drill_objects(&self, namespace: &str, namespace_uid: &str) -> Result<(), String> {
-        if self.exists(&["get", "namespace", namespace]) {
-            self.kubectl(&["delete", "namespace", namespace], false)?;
-        }
-        for name in self.contents_of(namespace)?.keys() {
-            self.kubectl(&["delete", "restorepointcontents.apps.kio.kasten.io", name], false)?;
-        }
-        let dr = k10::dr::DR_POLICY;
-        for policy in [namespace, dr] {
-            if self.exists(&["get", "policies.config.kio.kasten.io", policy, "-n", "kasten-io"]) {
-                self.kubectl(&["delete", "policies.config.kio.kasten.io", policy, "-n", "kasten-io"], false)?;
+    /// they use, and the objects of the k10restore chart (`chart`, when it was applied).
+    fn delete_drill_objects(&self, namespace: &str, namespace_uid: Option<&str>, chart: Option<&Path>) -> Result<(), String> {
+        let delete = |kind: &str, name: &str, ns: Option<&str>| -> Result<(), String> {
+            let mut get = vec!["get", kind, name];
+            if let Some(ns) = ns {
+                get.extend(["-n", ns]);
             }
-            let cronjob = k10::cli::policy::cronjob_name(policy);
-            if self.exists(&["get", "cronjob", &cronjob, "-n", "kasten-io"]) {
-                self.kubectl(&["delete", "cronjob", &cronjob, "-n", "kasten-io"], false)?;
+            if self.exists(&get)? {
+                get[0] = "delete";
+                self.kubectl(&get, false)?;
+            }
+            Ok(())
+        };
+        delete("namespace", namespace, None)?;
+        if let Some(uid) = namespace_uid {
+            for name in self.contents_of(uid)?.keys() {
+                delete("restorepointcontents.apps.kio.kasten.io", name, None)?;
             }
         }
-        let mut secrets = vec![k10::backup::password_secret_name(namespace_uid), k10::dr::DEFAULT_PASSPHRASE_SECRET.to_string()];
+        for policy in [namespace, k10::dr::DR_POLICY] {
+            delete("policies.config.kio.kasten.io", policy, Some("kasten-io"))?;
+            delete("cronjob", &k10::cli::policy::cronjob_name(policy), Some("kasten-io"))?;
+        }
+        let mut secrets = vec![k10::dr::DEFAULT_PASSPHRASE_SECRET.to_string()];
+        secrets.extend(namespace_uid.map(k10::backup::password_secret_name));
         for profile in [IMMUTABLE_PROFILE, RECOVERY_PROFILE] {
-            if self.exists(&["get", "profiles.config.kio.kasten.io", profile, "-n", "kasten-io"]) {
+            if self.exists(&["get", "profiles.config.kio.kasten.io", profile, "-n", "kasten-io"])? {
                 let p = self.json(&["get", "profiles.config.kio.kasten.io", profile, "-n", "kasten-io"])?;
                 if let Some(s) = p["spec"]["locationSpec"]["credential"]["secret"]["name"].as_str() {
                     secrets.push(s.to_string());
                 }
-                self.kubectl(&["delete", "profiles.config.kio.kasten.io", profile, "-n", "kasten-io"], false)?;
+                delete("profiles.config.kio.kasten.io", profile, Some("kasten-io"))?;
             }
         }
         for s in &secrets {
-            if self.exists(&["get", "secret", s, "-n", "kasten-io"]) {
-                self.kubectl(&["delete", "secret", s, "-n", "kasten-io"], false)?;
-            }
+            delete("secret", s, Some("kasten-io"))?;
+        }
+        if let Some(chart) = chart {
+            self.kubectl(&["delete", "--ignore-not-found", "-f", chart.to_str().unwrap_or_default()], false)?;
         }
         Ok(())
     }
@@ -557,33 +618,137 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// What the drill works on, checked before anything is written.
+struct Setup {
+    source: Cluster,
+    /// The cluster to recover into (None: a new stand-in, made when the recovery starts).
+    recovery: Option<Cluster>,
+    bucket: Bucket,
+    /// Versions in the bucket from before this drill, which its attack leaves alone.
+    earlier_versions: HashSet<(String, String)>,
+}
+
+/// What the drill made so far, for the clean-up of a real target.
+#[derive(Default)]
+struct Made {
+    cluster_id: Option<String>,
+    namespace_uid: Option<String>,
+    /// The applied k10restore chart.
+    chart: Option<PathBuf>,
+}
+
+/// The prefixes of the bucket the drill writes to and attacks.
+fn drill_prefixes(cluster_id: &str, namespace_uid: Option<&str>) -> Vec<String> {
+    let root = k10::repo::layout::cluster_root(cluster_id);
+    let mut prefixes = vec![k10::repo::layout::catalog_repository(cluster_id), format!("{root}maintenance/catalog/")];
+    if let Some(uid) = namespace_uid {
+        prefixes.extend([k10::repo::layout::app_repository(cluster_id, uid), format!("{root}maintenance/repos/{uid}/")]);
+    }
+    prefixes
+}
+
 pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError> {
     check_allowed(&options.target, &options.namespace)?;
-    let ns = options.namespace.as_str();
     let began = Instant::now();
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (source, bucket, recovery_kubeconfig) = match &options.target {
+    let setup = match &options.target {
         Target::Local => {
             let env = s3::env();
             let keys = (env.access_key.as_str(), env.secret_key.as_str());
-            let source = Cluster::standin(binary, work.path().join("source-volumes"), None, keys)?;
-            let bucket = Bucket::connect(&s3::unique_bucket("drill"), Some(env.endpoint.clone()), &env.region, false, keys)?;
-            (source, bucket, None)
+            Setup {
+                source: Cluster::standin(binary, work.path().join("source-volumes"), None, keys)?,
+                recovery: None,
+                bucket: Bucket::connect(&s3::unique_bucket("drill"), Some(env.endpoint.clone()), &env.region, false, keys)?,
+                earlier_versions: HashSet::new(),
+            }
         }
         Target::Real(real) => {
             let keys = (real.access_key.as_str(), real.secret_key.as_str());
             let source = Cluster::existing(binary, real.kubeconfig.clone(), keys);
-            // Nothing the drill would destroy may be there before it.
-            if source.exists(&["get", "namespace", ns]) {
-                return Err(DrillError::Refused(format!("namespace {ns:?} exists: the drill creates and destroys its namespace; choose another with --namespace")));
-            }
-            if source.exists(&["get", "policies.config.kio.kasten.io", k10::dr::DR_POLICY, "-n", "kasten-io"]) {
-                return Err(DrillError::Refused("this cluster has a DR policy of its own, which the drill would replace and destroy: run the drill on a cluster without k10 DR".into()));
-            }
+            source.preflight(&options.namespace)?;
+            let recovery = match &real.recovery_kubeconfig {
+                Some(k) => {
+                    let c = Cluster::existing(binary, Some(k.clone()), keys);
+                    c.preflight(&options.namespace)?;
+                    c
+                }
+                None => Cluster::existing(binary, real.kubeconfig.clone(), keys),
+            };
             let bucket = Bucket::connect(&real.bucket, real.endpoint.clone(), &real.region, real.skip_ssl_verify, keys)?;
-            (source, bucket, Some(real.recovery_kubeconfig.clone()))
+            let cluster_id = source.uid("default")?;
+            let store = bucket.storage();
+            let mut earlier_versions = HashSet::new();
+            for prefix in drill_prefixes(&cluster_id, None) {
+                if !store.list(&prefix).await.map_err(|e| e.to_string())?.is_empty() {
+                    return Err(DrillError::Refused(format!("bucket {:?} holds a k10 catalog of this cluster under {prefix}, which the drill would attack: use another bucket; nothing was done", bucket.name)));
+                }
+                let versions = store.list_versions(&prefix).await.map_err(|e| e.to_string())?;
+                earlier_versions.extend(versions.into_iter().map(|v| (v.key, v.version_id)));
+            }
+            Setup {
+                source,
+                recovery: Some(recovery),
+                bucket,
+                earlier_versions,
+            }
         }
     };
+    let mut made = Made::default();
+    let mut result = drill(binary, options, &setup, &mut made, work.path()).await;
+    if let Target::Real(_) = options.target {
+        if let Err(e) = clean_up(&setup, &made, &options.namespace).await {
+            println!("     clean-up incomplete: {e}");
+            if result.is_ok() {
+                result = Err(format!("the drill passed, but its clean-up failed: {e}").into());
+            }
+        }
+    }
+    let summary = result?;
+    println!(
+        "\nbackup: {:.1} MiB at {:.1} MiB/s; stored after dedup and compression: {:.1} MiB ({:.0}%)",
+        mib(summary.logical_bytes),
+        mib(summary.logical_bytes) / summary.backup_seconds,
+        mib(summary.stored_bytes),
+        100.0 * summary.stored_bytes as f64 / summary.logical_bytes.max(1) as f64
+    );
+    println!("recovery time (RTO): {:.1} s; drill {:.1} s", summary.recovery_seconds, began.elapsed().as_secs_f64());
+    println!("recovered: {} files, {} bytes, {} manifests identical", summary.files, summary.bytes, summary.manifests);
+    Ok(summary)
+}
+
+/// Removes what the drill made on a real target, whether it passed or not: its objects in both
+/// clusters, and delete markers over its keys in the bucket (locked versions stay until their
+/// locks expire; nothing is shortened).
+async fn clean_up(setup: &Setup, made: &Made, namespace: &str) -> Result<(), String> {
+    println!("\n[--] CLEAN UP: what the drill made in the cluster(s), and delete markers over its keys in the bucket");
+    let uid = made.namespace_uid.as_deref();
+    let mut first_error = None;
+    let recovery = setup.recovery.as_ref().filter(|r| r.kubeconfig != setup.source.kubeconfig);
+    if let Err(e) = setup.source.delete_drill_objects(namespace, uid, if recovery.is_none() { made.chart.as_deref() } else { None }) {
+        first_error.get_or_insert(e);
+    }
+    if let Some(r) = recovery {
+        if let Err(e) = r.delete_drill_objects(namespace, uid, made.chart.as_deref()) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(cluster_id) = &made.cluster_id {
+        let store = setup.bucket.storage();
+        let mut marked = 0;
+        for prefix in drill_prefixes(cluster_id, uid) {
+            for o in store.list(&prefix).await.map_err(|e| e.to_string())? {
+                store.delete(&o.key).await.map_err(|e| e.to_string())?;
+                marked += 1;
+            }
+        }
+        println!("     {marked} keys hidden behind delete markers");
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made, work: &Path) -> Result<Summary, DrillError> {
+    let ns = options.namespace.as_str();
+    let (source, bucket) = (&setup.source, &setup.bucket);
     let keys = (source.access_key.clone(), source.secret_key.clone());
     let passphrase = format!("drill-{}{}", rand_suffix(), rand_suffix());
     let mut s = Steps { n: 0, since: Instant::now() };
@@ -623,20 +788,21 @@ pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError
     s.done();
 
     s.start(&format!("The application: namespace {ns}, a Job writes {} MiB of sample data into its volume", options.mib));
-    source.apply(&APP.replace("NS", ns), work.path())?;
+    source.apply(&APP.replace("NS", ns), work)?;
     let mib_arg = options.mib.to_string();
     source.volume_job(ns, "sample", &["datamover", "sample", "--path", "/data", "--mib", &mib_arg], false).await?;
     let original = source.digest(ns).await?;
     println!("     the volume: {} files, {} bytes", original.files, original.bytes);
-    source.apply(&WORKLOAD.replace("NS", ns), work.path())?;
+    source.apply(&WORKLOAD.replace("NS", ns), work)?;
     let original_manifests = source.manifests(ns)?;
     let cluster_id = source.uid("default")?;
     let namespace_uid = source.uid(ns)?;
+    made.cluster_id = Some(cluster_id.clone());
+    made.namespace_uid = Some(namespace_uid.clone());
     s.done();
 
     s.start("A backup policy and an immutable DR policy (passphrase in kasten-io/k10-dr-secret)");
-    source.kubectl(&["create", "secret", "generic", k10::dr::DEFAULT_PASSPHRASE_SECRET, "-n", "kasten-io", "--from-literal", &format!("key={passphrase}")], true)?;
-    println!("     secret/{} created (the passphrase stays with the drill)", k10::dr::DEFAULT_PASSPHRASE_SECRET);
+    source.create_passphrase_secret(&passphrase).await?;
     source.k10(&["policy", "create", ns, "--namespaces", ns, "--profile", IMMUTABLE_PROFILE, "--frequency", "@hourly", "--retention", "hourly=24,daily=7", "--require-immutable"], false)?;
     source.k10(&["dr", "enable", "--profile", IMMUTABLE_PROFILE, "--frequency", "@hourly"], false)?;
     s.done();
@@ -646,9 +812,12 @@ pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError
     source.k10(&["policy", "run", ns, "--wait"], false)?;
     let backup_seconds = backup_began.elapsed().as_secs_f64();
     let good_dr = stored_at(&source.k10(&["dr", "run"], false)?)?;
-    source.k10(&["maintenance", "run"], false)?;
+    source.k10(&["maintenance", "run", "--profile", IMMUTABLE_PROFILE], false)?;
     source.k10(&["restorepoint", "list", "-n", ns], false)?;
-    let contents = source.contents_of(ns)?;
+    let contents = source.contents_of(&namespace_uid)?;
+    if contents.is_empty() {
+        return Err("the policy run made no restore point".into());
+    }
     let logical: u64 = contents.values().filter_map(|c| c["spec"]["logicalBytes"].as_u64()).sum();
     let uploaded: u64 = contents.values().filter_map(|c| c["spec"]["uploadedBytes"].as_u64()).sum();
     let repository = k10::repo::layout::app_repository(&cluster_id, &namespace_uid);
@@ -679,18 +848,17 @@ pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError
     s.done();
 
     s.start(&format!("ATTACK, the cluster: delete namespace {ns}, its restore points, the policies, the profile and their Secrets"));
-    source.delete_drill_objects(ns, &namespace_uid)?;
+    source.delete_drill_objects(ns, Some(&namespace_uid), None)?;
     s.done();
 
     s.start("ATTACK, the object store: a delete marker and a garbage overwrite on every object; delete every version, shorten every lock");
-    let root = k10::repo::layout::cluster_root(&cluster_id);
-    let catalog = k10::repo::layout::catalog_repository(&cluster_id);
-    let targets = [repository.clone(), catalog.clone(), format!("{root}maintenance/repos/{namespace_uid}/"), format!("{root}maintenance/catalog/")];
     let mut genuine = Vec::new();
     let mut objects = Vec::new();
-    for prefix in &targets {
-        genuine.extend(store.list_versions(prefix).await.map_err(|e| e.to_string())?.into_iter().filter(|v| !v.delete_marker));
-        objects.extend(store.list(prefix).await.map_err(|e| e.to_string())?);
+    for prefix in drill_prefixes(&cluster_id, Some(&namespace_uid)) {
+        let versions = store.list_versions(&prefix).await.map_err(|e| e.to_string())?;
+        // Only what this drill wrote: earlier versions are none of its business.
+        genuine.extend(versions.into_iter().filter(|v| !v.delete_marker && !setup.earlier_versions.contains(&(v.key.clone(), v.version_id.clone()))));
+        objects.extend(store.list(&prefix).await.map_err(|e| e.to_string())?);
     }
     for o in &objects {
         store.delete(&o.key).await.map_err(|e| e.to_string())?;
@@ -717,15 +885,18 @@ pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError
 
     let recovery = Instant::now();
     s.start("RECOVER: a new installation; the passphrase Secret; a plain profile on the same bucket");
-    let target = match recovery_kubeconfig {
-        None => Cluster::standin(binary, work.path().join("target-volumes"), Some("9e1f0c2a-5d4b-4c3a-8f7e-6d5c4b3a2f10"), (&keys.0, &keys.1))?,
-        Some(kubeconfig) => Cluster::existing(binary, kubeconfig.or_else(|| source.kubeconfig.clone()), (&keys.0, &keys.1)),
+    let standin;
+    let target = match &setup.recovery {
+        Some(existing) => existing,
+        None => {
+            standin = Cluster::standin(binary, work.join("target-volumes"), Some("9e1f0c2a-5d4b-4c3a-8f7e-6d5c4b3a2f10"), (&keys.0, &keys.1))?;
+            &standin
+        }
     };
     println!("     the new installation: {}", target.describe());
     target.k10(&["install"], false)?;
     if options.passphrase_on_recovery {
-        target.kubectl(&["create", "secret", "generic", k10::dr::DEFAULT_PASSPHRASE_SECRET, "-n", "kasten-io", "--from-literal", &format!("key={passphrase}")], true)?;
-        println!("     secret/{} created", k10::dr::DEFAULT_PASSPHRASE_SECRET);
+        target.create_passphrase_secret(&passphrase).await?;
     } else {
         println!("     (the passphrase Secret is left out)");
     }
@@ -745,11 +916,11 @@ pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError
     println!("     helm install k10-restore charts/k10restore -n kasten-io --set sourceClusterID={cluster_id} --set profile.name={RECOVERY_PROFILE} --set pointInTime={pit}");
     let docs = helm::template("charts/k10restore", "kasten-io", &[("sourceClusterID", cluster_id.as_str()), ("profile.name", RECOVERY_PROFILE), ("pointInTime", pit.as_str())])?;
     let manifest = docs.iter().map(|d| serde_yaml::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n");
-    target.apply(&manifest, work.path())?;
+    made.chart = Some(target.apply(&manifest, work)?);
     target.wait_job("kasten-io", "k10-restore")?;
     let log = target.kubectl(&["logs", "job/k10-restore", "-n", "kasten-io"], false)?;
     target.k10(&["restorepoint", "list", "-A"], false)?;
-    let recovered = target.contents_of(ns)?;
+    let recovered = target.contents_of(&namespace_uid)?;
     if recovered.keys().ne(contents.keys()) {
         let warnings: Vec<&str> = log.lines().filter(|l| l.starts_with("warning:")).collect();
         return Err(format!(
@@ -786,21 +957,8 @@ pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError
     }
     s.done();
 
-    if let Target::Real(_) = options.target {
-        s.start("CLEAN UP: remove what the drill made in the cluster (the bucket's locked versions stay until their locks expire)");
-        target.delete_drill_objects(ns, &namespace_uid)?;
-        s.done();
-    }
-    println!(
-        "\nbackup: {:.1} MiB at {:.1} MiB/s; stored after dedup and compression: {:.1} MiB ({:.0}%)",
-        mib(logical),
-        mib(logical) / backup_seconds,
-        mib(stored),
-        100.0 * stored as f64 / logical.max(1) as f64
-    );
-    println!("recovery time (RTO): {recovery_seconds:.1} s; drill {:.1} s", began.elapsed().as_secs_f64());
-    println!("recovered: {} files, {} bytes, {} manifests identical", restored.files, restored.bytes, restored_manifests.len());
     Ok(Summary {
+        logical_bytes: logical,
         files: restored.files,
         bytes: restored.bytes,
         manifests: restored_manifests.len(),
