@@ -865,6 +865,11 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
         store.put(&o.key, Bytes::from_static(GARBAGE)).await.map_err(|e| e.to_string())?;
     }
     println!("     {} objects hidden behind delete markers and overwritten with garbage", objects.len());
+    // When the attack's last write reached the store, by the store's clock.
+    let attacked = match objects.last() {
+        Some(o) => store.stat(&o.key).await.map_err(|e| e.to_string())?.last_modified,
+        None => chrono::Utc::now(),
+    };
     let client = &bucket.store.client;
     let (mut deletes, mut shortens) = (0, 0);
     for v in &genuine {
@@ -906,11 +911,12 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     let (pit, why) = match options.recover_to {
         RecoverTo::BeforeAttack => (point_in_time, format!("between the good DR run ({}) and the attack's ({})", secs(good_dr), secs(attack_dr))),
         RecoverTo::AfterRetirement => (attack_dr + chrono::Duration::seconds(1), format!("just after the attack's DR run ({}), before the cluster and the store were attacked", secs(attack_dr))),
-        RecoverTo::AfterAttack => {
-            tokio::time::sleep(Duration::from_millis(1100)).await;
-            (chrono::Utc::now(), "after the attack".to_string())
-        }
+        RecoverTo::AfterAttack => (attacked + chrono::Duration::seconds(1), format!("just after the attack's last write ({})", secs(attacked))),
     };
+    // A point in time is refused while it is still in the future.
+    while chrono::Utc::now() <= pit {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let pit = secs(pit);
     s.start(&format!("RECOVER: the k10restore chart's Job turns back the clock to {pit}, {why}"));
     println!("     helm install k10-restore charts/k10restore -n kasten-io --set sourceClusterID={cluster_id} --set profile.name={RECOVERY_PROFILE} --set pointInTime={pit}");
