@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aws_sdk_s3::types::ObjectLockRetentionMode;
 use bytes::Bytes;
 use k10::objectstore::lock::ProtectionPeriod;
-use k10::objectstore::maintenance::{self, record_writer};
+use k10::objectstore::maintenance;
 use k10::objectstore::pit::PointInTime;
 use k10::objectstore::s3::S3Storage;
 use k10::objectstore::storage::{Storage, VersionedStorage};
@@ -44,8 +44,6 @@ async fn turn_back_the_clock_after_a_full_credentials_attack() {
 
     let src = tempfile::tempdir().unwrap();
     tree::mixed(src.path(), 50);
-    let ledgers = "k10/attack-cluster/maintenance/repos/ns-uid/";
-    record_writer(store.as_ref(), ledgers, ProtectionPeriod::from_days(1).unwrap()).await.unwrap();
     let repo = Repo::init(store.clone(), PREFIX, "the-repository-password").await.unwrap();
     let started = std::time::Instant::now();
     let snap = repo.backup_dir(src.path(), &["app=attack".into()]).await.unwrap();
@@ -56,7 +54,7 @@ async fn turn_back_the_clock_after_a_full_credentials_attack() {
 
     // Retention maintenance (under a longer period) extends every lock: the view as of T1 must
     // not lose anything to it (SeaweedFS moves LastModified on lock changes).
-    let report = maintenance::run(store.clone(), PREFIX, ledgers, ProtectionPeriod::from_days(30).unwrap())
+    let report = maintenance::run(store.clone(), PREFIX, ProtectionPeriod::from_days(30).unwrap())
         .await
         .unwrap();
     assert!(report.extended >= 5 && report.failed.is_empty(), "{report:?}");

@@ -23,7 +23,6 @@ use crate::catalog::{self, CatalogError};
 use crate::datamover::{self, Target};
 use crate::k8s::jobs::{JobError, Mount, ProductJob};
 use crate::k8s::{Cluster, K8sError};
-use crate::objectstore::maintenance::record_writer;
 use crate::objectstore::s3::S3Storage;
 use crate::objectstore::storage::StorageError;
 use crate::repo::{self, layout, Repo, RepoError, Writable};
@@ -327,10 +326,6 @@ impl NamespaceBackup<'_> {
         let secret_name = password_secret_name(&uid);
         let claim = claim_repository_password(cluster, &secret_name).await?;
         let password = claim.password.clone();
-        let period = self.storage.protection();
-        if let (Some(period), Some(ledgers)) = (period, layout::maintenance_ledgers(&repository)) {
-            record_writer(self.storage.as_ref(), &ledgers, period).await?;
-        }
         let store: std::sync::Arc<dyn crate::objectstore::storage::Storage> = self.storage.clone();
         let repo = open_or_init(store, &repository, &claim).await?;
         let outcome = match self.write(&repo, &run_id, &repository, &password).await {

@@ -38,6 +38,9 @@ struct Row {
     failed: usize,
     #[tabled(rename = "REQUESTS")]
     requests: usize,
+    /// The earliest end among the locks kept: how far ahead the repository is protected.
+    #[tabled(rename = "LOCKED UNTIL")]
+    horizon: String,
 }
 
 pub async fn run(global: &GlobalArgs, cmd: MaintenanceCommand) -> anyhow::Result<()> {
@@ -94,10 +97,9 @@ pub async fn run(global: &GlobalArgs, cmd: MaintenanceCommand) -> anyhow::Result
             .collect();
         repositories.dedup();
         for repository in repositories {
-            let Some(ledgers) = layout::maintenance_ledgers(&repository) else { continue };
             let store: std::sync::Arc<dyn VersionedStorage> = storage.clone();
             // One repository's failure does not stop the others.
-            let report = match maintenance::run(store, &repository, &ledgers, period).await {
+            let report = match maintenance::run(store, &repository, period).await {
                 Ok(report) => report,
                 Err(e) => {
                     failures.push(format!("{repository}: {e}"));
@@ -114,6 +116,9 @@ pub async fn run(global: &GlobalArgs, cmd: MaintenanceCommand) -> anyhow::Result
                 skipped: report.skipped,
                 failed: report.failed.len(),
                 requests: report.requests,
+                horizon: report
+                    .horizon
+                    .map_or_else(|| "-".into(), |h| h.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             });
         }
     }

@@ -9,11 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::objectstore::lock::ProtectionPeriod;
-use crate::objectstore::maintenance::record_writer;
 use crate::objectstore::s3::S3Storage;
 use crate::objectstore::storage::Time;
 use crate::objectstore::{Credentials, Location, ObjectStore, StoreError};
-use crate::repo::{layout, ReadOnly, Repo, RepoError, Restored, Snapshot};
+use crate::repo::{ReadOnly, Repo, RepoError, Restored, Snapshot};
 
 /// Environment variables the Job's Secret provides.
 pub const ENV_ACCESS_KEY: &str = "AWS_ACCESS_KEY_ID";
@@ -102,9 +101,6 @@ impl Target {
 /// Backs up the tree at `path` into the (existing) repository, with `tags`.
 pub async fn backup(target: &Target, path: &Path, tags: &[String]) -> Result<Snapshot, DataMoverError> {
     let storage = target.storage()?;
-    if let (Some(period), Some(ledgers)) = (storage.protection(), layout::maintenance_ledgers(&target.repository)) {
-        record_writer(storage.as_ref(), &ledgers, period).await?;
-    }
     let repo = Repo::open(storage, &target.repository, &env(ENV_PASSWORD)?).await?;
     Ok(repo.backup_dir(path, tags).await?)
 }

@@ -14,7 +14,6 @@ use crate::api::{Policy, Profile, RestorePoint, RestorePointContent, K10_NAMESPA
 use crate::backup::BackupError;
 use crate::catalog::{self, CatalogError};
 use crate::k8s::{Cluster, K8sError};
-use crate::objectstore::maintenance::record_writer;
 use crate::objectstore::storage::{Storage, StorageError, Time, VersionedStorage};
 use crate::repo::{layout, ReadOnly, Repo, RepoError};
 
@@ -119,9 +118,6 @@ pub async fn run(cluster: &Cluster) -> Result<DrRun> {
     let storage = catalog::profile_storage(cluster, &profile).await?;
     let cluster_id = catalog::cluster_id(cluster).await?;
     let prefix = layout::catalog_repository(&cluster_id);
-    if let (Some(period), Some(ledgers)) = (storage.protection(), layout::maintenance_ledgers(&prefix)) {
-        record_writer(storage.as_ref(), &ledgers, period).await?;
-    }
 
     let mut documents = Vec::new();
     let all_profiles: Vec<Profile> = list(cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE)).await?;

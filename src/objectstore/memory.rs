@@ -19,6 +19,7 @@ struct Entry {
     /// `None` for a delete marker.
     data: Option<Bytes>,
     lock_until: Option<Time>,
+    multipart: bool,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +90,32 @@ impl MemoryStorage {
         Ok(())
     }
 
+    /// Writes a version with the lock given (none, or a short one), as anyone holding the
+    /// bucket's keys can: the attacker's write.
+    pub fn put_with_lock(&self, key: &str, data: Bytes, lock_until: Option<Time>) -> String {
+        let info = self.write(key, Some(data));
+        self.set_entry(key, &info.version_id, |e| e.lock_until = lock_until);
+        info.version_id
+    }
+
+    /// Completes a multipart upload started at `started`: as on AWS, the version's
+    /// `LastModified` is when the upload started, which may be long before it was completed.
+    pub fn put_multipart_started_at(&self, key: &str, data: Bytes, started: Time) -> String {
+        let info = self.write(key, Some(data));
+        self.set_entry(key, &info.version_id, |e| {
+            e.last_modified = started;
+            e.multipart = true;
+        });
+        info.version_id
+    }
+
+    fn set_entry(&self, key: &str, version_id: &str, change: impl FnOnce(&mut Entry)) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(e) = state.keys.get_mut(key).and_then(|vs| vs.iter_mut().find(|e| e.version_id == version_id)) {
+            change(e);
+        }
+    }
+
     fn write(&self, key: &str, data: Option<Bytes>) -> ObjectInfo {
         let mut state = self.state.lock().unwrap();
         let mut now = state.now();
@@ -110,6 +137,7 @@ impl MemoryStorage {
             last_modified: now,
             data,
             lock_until,
+            multipart: false,
         });
         ObjectInfo {
             key: key.to_string(),
@@ -205,6 +233,7 @@ impl VersionedStorage for MemoryStorage {
                     last_modified: e.last_modified,
                     size: e.data.as_ref().map_or(0, |d| d.len() as u64),
                     delete_marker: e.data.is_none(),
+                    multipart: e.multipart,
                 })
             })
             .collect())

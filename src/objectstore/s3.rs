@@ -23,6 +23,8 @@ pub struct S3Storage {
     protection: Option<ProtectionPeriod>,
     /// Requests sent, for benchmarks and reports.
     requests: Arc<AtomicU64>,
+    /// Whether this store's version ids carry its own write time (found by one probe write).
+    version_clock: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl S3Storage {
@@ -31,6 +33,7 @@ impl S3Storage {
             store,
             protection,
             requests: Arc::default(),
+            version_clock: Arc::default(),
         }
     }
 
@@ -76,6 +79,13 @@ impl S3Storage {
                     store: self.describe(),
                 }
             }
+            // The store failing (500, 503 SlowDown, ...) is an outage, not an answer about the data.
+            Failure::Service { status, .. } if *status >= 500 => StorageError::Unavailable {
+                op,
+                key: key.to_string(),
+                store: self.describe(),
+                reason: failure.to_string(),
+            },
             Failure::Service { .. } => StorageError::Refused {
                 op,
                 key: key.to_string(),
@@ -98,6 +108,36 @@ impl S3Storage {
             store: self.describe(),
             reason: "the store said the listing goes on but gave no marker to continue from".into(),
         }
+    }
+
+    /// Whether this store's version ids carry its write time: decided once, by writing a probe
+    /// version and comparing its id with its `LastModified`. Without a probe (it could not be
+    /// written), ids are not trusted and `LastModified` alone dates versions.
+    async fn ids_carry_write_time(&self) -> bool {
+        *self
+            .version_clock
+            .get_or_init(|| async {
+                let probe = async {
+                    let version_id = self.put(PROBE_KEY, Bytes::from_static(b"k10: do version ids carry the write time?")).await?;
+                    self.count();
+                    let head = self
+                        .store
+                        .client
+                        .head_object()
+                        .bucket(self.bucket())
+                        .key(PROBE_KEY)
+                        .version_id(&version_id)
+                        .send()
+                        .await
+                        .map_err(|e| self.error("stat", PROBE_KEY, e))?;
+                    Ok::<bool, StorageError>(id_carries_write_time(&version_id, to_time(head.last_modified())))
+                };
+                probe.await.unwrap_or_else(|e| {
+                    tracing::warn!("cannot tell whether {}'s version ids carry write times ({e}): dating versions by LastModified", self.describe());
+                    false
+                })
+            })
+            .await
     }
 
     async fn read(&self, key: &str, version_id: Option<&str>, range: Option<Range<u64>>) -> Result<Bytes> {
@@ -146,20 +186,34 @@ fn to_time(t: Option<&S3Time>) -> Time {
 /// Normally its `LastModified`. SeaweedFS (4.48) moves a version's `LastModified` to the time of
 /// any later `PutObjectRetention` — so every lock extension would hide the version from
 /// point-in-time views before it — but its version ids are assigned by the store and start with 16
-/// hex digits holding `i64::MAX − creation time in nanoseconds`. Where an id decodes to a time no
-/// later than `LastModified` (within a second: `LastModified` is truncated to seconds), that time is
-/// the write's; ids of other stores (AWS's are not 32 hex digits) leave `LastModified` as it is.
-fn written_at(version_id: &str, last_modified: Time) -> Time {
-    let decoded = (version_id.len() == 32 && version_id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| u64::from_str_radix(&version_id[..16], 16).ok())
-        .flatten()
-        .and_then(|inverted| i64::MAX.checked_sub(i64::try_from(inverted).ok()?))
-        .map(chrono::DateTime::from_timestamp_nanos);
-    match decoded {
-        Some(t) if t <= last_modified + chrono::Duration::seconds(1) && t > last_modified - chrono::Duration::days(3650) => t,
+/// hex digits holding `i64::MAX − creation time in nanoseconds`. That decoding is used only where
+/// `ids_carry_time` (a probe write showed this store's ids carry its write time: version ids are
+/// the store's, no client chooses them) and the id decodes to a time no later than `LastModified`
+/// (within a second: `LastModified` is truncated to seconds); everywhere else `LastModified`.
+fn written_at(version_id: &str, last_modified: Time, ids_carry_time: bool) -> Time {
+    match decode_version_time(version_id) {
+        Some(t) if ids_carry_time && t <= last_modified + chrono::Duration::seconds(1) => t,
         _ => last_modified,
     }
 }
+
+/// The time a SeaweedFS-style version id would carry, if it has that form.
+fn decode_version_time(version_id: &str) -> Option<Time> {
+    if version_id.len() != 32 || !version_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let inverted = i64::try_from(u64::from_str_radix(&version_id[..16], 16).ok()?).ok()?;
+    Some(chrono::DateTime::from_timestamp_nanos(i64::MAX.checked_sub(inverted)?))
+}
+
+/// Whether a freshly written version's id carries the store's write time: it decodes to within
+/// two seconds of the version's `LastModified` (random ids practically never do).
+fn id_carries_write_time(version_id: &str, last_modified: Time) -> bool {
+    decode_version_time(version_id).is_some_and(|t| (t - last_modified).num_milliseconds().abs() < 2000)
+}
+
+/// Where the probe write goes.
+const PROBE_KEY: &str = "k10/probe/version-clock";
 
 fn to_s3_time(t: Time) -> S3Time {
     S3Time::from_secs(t.timestamp())
@@ -204,24 +258,22 @@ impl Storage for S3Storage {
         Ok(out)
     }
 
+    /// From the version listing, so that its time is the one point-in-time views compare with
+    /// (a HEAD's `LastModified` has whole seconds where a listing may carry milliseconds).
     async fn stat(&self, key: &str) -> Result<ObjectInfo> {
-        self.count();
-        let out = self
-            .store
-            .client
-            .head_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.error("stat", key, e))?;
-        let version_id = out.version_id().unwrap_or_default().to_string();
-        Ok(ObjectInfo {
-            key: key.to_string(),
-            size: out.content_length().unwrap_or(0) as u64,
-            last_modified: written_at(&version_id, to_time(out.last_modified())),
-            version_id,
-        })
+        let newest = self.list_versions(key).await?.into_iter().find(|v| v.key == key);
+        match newest {
+            Some(v) if !v.delete_marker => Ok(ObjectInfo {
+                key: v.key,
+                size: v.size,
+                version_id: v.version_id,
+                last_modified: v.last_modified,
+            }),
+            _ => Err(StorageError::NotFound {
+                key: key.to_string(),
+                store: self.describe(),
+            }),
+        }
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
@@ -288,9 +340,10 @@ impl VersionedStorage for S3Storage {
                     Version {
                         key: v.key().unwrap_or_default().to_string(),
                         version_id: v.version_id().unwrap_or_default().to_string(),
-                        last_modified: written_at(v.version_id().unwrap_or_default(), to_time(v.last_modified())),
+                        last_modified: to_time(v.last_modified()),
                         size: v.size().unwrap_or(0) as u64,
                         delete_marker: false,
+                        multipart: v.e_tag().is_some_and(|e| e.contains('-')),
                     },
                 ));
             }
@@ -300,9 +353,10 @@ impl VersionedStorage for S3Storage {
                     Version {
                         key: m.key().unwrap_or_default().to_string(),
                         version_id: m.version_id().unwrap_or_default().to_string(),
-                        last_modified: written_at(m.version_id().unwrap_or_default(), to_time(m.last_modified())),
+                        last_modified: to_time(m.last_modified()),
                         size: 0,
                         delete_marker: true,
+                        multipart: false,
                     },
                 ));
             }
@@ -312,6 +366,12 @@ impl VersionedStorage for S3Storage {
                 version_marker = page.next_version_id_marker().map(str::to_string);
             } else {
                 break;
+            }
+        }
+        if out.iter().any(|(_, v)| decode_version_time(&v.version_id).is_some()) {
+            let trusted = self.ids_carry_write_time().await;
+            for (_, v) in &mut out {
+                v.last_modified = written_at(&v.version_id, v.last_modified, trusted);
             }
         }
         // Keys ascending; within a key newest first (the latest flag breaks ties of equal times).
@@ -387,17 +447,31 @@ impl VersionedStorage for S3Storage {
 
 #[cfg(test)]
 mod tests {
-    use super::written_at;
+    use super::{id_carries_write_time, written_at};
 
     #[test]
-    fn seaweedfs_version_ids_carry_the_write_time() {
+    fn seaweedfs_version_ids_carry_the_write_time_where_the_probe_says_so() {
         let lm = chrono::DateTime::parse_from_rfc3339("2026-11-30T04:17:16Z").unwrap().to_utc();
         // Written at 04:17:14.736808, its lock extended at 04:17:16.
-        let t = written_at("671348636041cee023a418d0cd3c96dc", lm);
+        let t = written_at("671348636041cee023a418d0cd3c96dc", lm, true);
         assert_eq!(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "2026-11-30T04:17:14.736808Z");
+        // Not trusted (no probe, or the probe found random ids): LastModified.
+        assert_eq!(written_at("671348636041cee023a418d0cd3c96dc", lm, false), lm);
         // Ids of other stores, or that decode to a time after LastModified, leave it alone.
-        assert_eq!(written_at("3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo", lm), lm);
-        assert_eq!(written_at("null", lm), lm);
-        assert_eq!(written_at("00000000000000000000000000000000", lm), lm);
+        assert_eq!(written_at("3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo", lm, true), lm);
+        assert_eq!(written_at("null", lm, true), lm);
+        assert_eq!(written_at("00000000000000000000000000000000", lm, true), lm);
+    }
+
+    #[test]
+    fn the_probe_tells_time_ids_from_random_ones() {
+        let lm = chrono::DateTime::parse_from_rfc3339("2026-11-30T04:17:14Z").unwrap().to_utc();
+        assert!(id_carries_write_time("671348636041cee023a418d0cd3c96dc", lm));
+        // A random 32-hex id (a store that happens to use them) decodes to some other time.
+        assert!(!id_carries_write_time("0f3a9c22d41b7e8855aa01c3d9e4b6f2", lm));
+        assert!(!id_carries_write_time("9b2e4f1a7c3d5e6f8091a2b3c4d5e6f7", lm));
+        // An hour off is not the write time.
+        let later = lm + chrono::Duration::hours(1);
+        assert!(!id_carries_write_time("671348636041cee023a418d0cd3c96dc", later));
     }
 }

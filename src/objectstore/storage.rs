@@ -34,10 +34,14 @@ pub struct Version {
     pub last_modified: Time,
     pub size: u64,
     pub delete_marker: bool,
+    /// Written by a multipart upload (an ETag ending in `-<parts>`). k10 never writes one, and
+    /// on AWS its `LastModified` is when the upload *started*: it may claim a time before it
+    /// existed.
+    pub multipart: bool,
 }
 
 /// Why a storage operation failed. Messages name the key and the store, and what to do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     #[error("{key} not found in {store}")]
     NotFound { key: String, store: String },
@@ -61,7 +65,9 @@ pub enum StorageError {
         current: Time,
         requested: Time,
     },
-    #[error("{op} {key} on {store} failed: {reason}")]
+    #[error("no version of {key} in {store} matches its content address ({skipped} skipped: forged or damaged)")]
+    Unverified { key: String, store: String, skipped: usize },
+    #[error("{op} {key} on {store} failed: {reason}; the store or the network is failing, not the data: try again when it answers")]
     Unavailable {
         op: &'static str,
         key: String,
@@ -73,6 +79,12 @@ pub enum StorageError {
 impl StorageError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
+    }
+
+    /// The store or the network failed (no connection, a timeout, a 5xx such as `SlowDown`), as
+    /// opposed to an answer about the data (missing, forged, refused by a lock).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, StorageError::Unavailable { .. })
     }
 }
 
@@ -118,33 +130,6 @@ pub trait VersionedStorage: Storage {
     /// Extends a version's COMPLIANCE lock to `until`. Never shortens: an earlier `until` than the
     /// current lock is refused with [`StorageError::WouldShorten`] before anything is sent.
     async fn extend_lock(&self, key: &str, version_id: &str, until: Time) -> Result<()>;
-}
-
-/// Applies S3's "newest version at or before T" rule to a `list_versions` result: the objects
-/// current at `at`, sorted by key.
-pub fn current_at(versions: &[Version], at: Time) -> Vec<ObjectInfo> {
-    let mut current: Vec<ObjectInfo> = Vec::new();
-    let mut last_key: Option<&str> = None;
-    for v in versions {
-        if v.last_modified > at {
-            continue;
-        }
-        // Within a key, versions come newest first: the first one at or before T decides.
-        if last_key == Some(v.key.as_str()) {
-            continue;
-        }
-        last_key = Some(v.key.as_str());
-        if !v.delete_marker {
-            current.push(ObjectInfo {
-                key: v.key.clone(),
-                size: v.size,
-                version_id: v.version_id.clone(),
-                last_modified: v.last_modified,
-            });
-        }
-    }
-    current.sort_by(|a, b| a.key.cmp(&b.key));
-    current
 }
 
 /// Cuts a byte range out of a whole object (stores that cannot read ranges natively).

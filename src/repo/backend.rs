@@ -43,6 +43,20 @@ impl StorageBackend {
     }
 }
 
+/// The SHA-256 a repository file's content must have, for the files named by it: every file of
+/// the restic layout but `config` (`keys/`, `snapshots/`, `index/`, `data/<2 hex>/`).
+pub fn content_address(key: &str) -> Option<&str> {
+    let (dir, name) = key.rsplit_once('/')?;
+    let is_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if name.len() != 64 || !is_hex(name) {
+        return None;
+    }
+    let (parent, last) = dir.rsplit_once('/').unwrap_or(("", dir));
+    let addressed = matches!(last, "keys" | "snapshots" | "index")
+        || (last.len() == 2 && is_hex(last) && name.starts_with(last) && parent.rsplit('/').next() == Some("data"));
+    addressed.then_some(name)
+}
+
 /// Wraps our error so that callers can find it again (`source().downcast_ref::<StorageError>()`).
 fn engine_error(err: StorageError) -> Box<RusticError> {
     let kind = match err {
@@ -118,4 +132,32 @@ impl WriteBackend for StorageBackend {
 
 fn size32(size: u64) -> RusticResult<u32> {
     u32::try_from(size).map_err(|e| RusticError::with_source(ErrorKind::Backend, "object larger than 4 GiB", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_address;
+
+    #[test]
+    fn content_addressed_files_are_named_by_their_digest() {
+        let id = "ab".repeat(32);
+        for key in [
+            format!("k10/c/repos/u/keys/{id}"),
+            format!("k10/c/repos/u/snapshots/{id}"),
+            format!("k10/c/repos/u/index/{id}"),
+            format!("k10/c/repos/u/data/ab/{id}"),
+            format!("r/data/ab/{id}"),
+        ] {
+            assert_eq!(content_address(&key), Some(id.as_str()), "{key}");
+        }
+        for key in [
+            "k10/c/repos/u/config".to_string(),
+            format!("k10/c/repos/u/data/cd/{id}"),
+            format!("k10/c/repos/u/other/{id}"),
+            format!("k10/c/repos/u/keys/{}", "AB".repeat(32)),
+            "k10/c/repos/u/keys/abc".to_string(),
+        ] {
+            assert_eq!(content_address(&key), None, "{key}");
+        }
+    }
 }

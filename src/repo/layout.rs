@@ -16,20 +16,12 @@ pub fn catalog_repository(cluster_id: &str) -> String {
     format!("{}catalog/", cluster_root(cluster_id))
 }
 
-/// Where retention maintenance keeps the ledgers of a repository: beside it, never inside it
-/// (`k10/<clusterID>/maintenance/<path of the repository under the root>`).
-pub fn maintenance_ledgers(repository: &str) -> Option<String> {
-    let mut parts = repository.splitn(3, '/');
-    let (k10, cluster, rest) = (parts.next()?, parts.next()?, parts.next()?);
-    (k10 == "k10" && !cluster.is_empty()).then(|| format!("k10/{cluster}/maintenance/{rest}"))
-}
-
-/// The cluster IDs that have data in a bucket, from its keys.
+/// The cluster IDs that have data in a bucket, from its keys (`k10/probe/` is the store probe's).
 pub fn cluster_ids<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut ids: Vec<String> = keys
         .into_iter()
         .filter_map(|k| k.strip_prefix("k10/")?.split('/').next())
-        .filter(|id| !id.is_empty())
+        .filter(|id| !id.is_empty() && *id != "probe")
         .map(str::to_string)
         .collect();
     ids.sort();
@@ -45,8 +37,6 @@ mod tests {
     fn layout() {
         assert_eq!(app_repository("c1", "u1"), "k10/c1/repos/u1/");
         assert_eq!(catalog_repository("c1"), "k10/c1/catalog/");
-        assert_eq!(maintenance_ledgers("k10/c1/repos/u1/").as_deref(), Some("k10/c1/maintenance/repos/u1/"));
-        assert_eq!(maintenance_ledgers("other/x/"), None);
         assert_eq!(cluster_ids(["k10/a/config", "k10/b/x/y", "k10/a/z", "junk"]), vec!["a", "b"]);
     }
 }

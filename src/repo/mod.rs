@@ -93,6 +93,8 @@ pub struct Writable;
 pub struct ReadOnly;
 
 pub struct Repo<M> {
+    /// The point-in-time view under a read-only repository.
+    view: Option<Arc<PointInTime>>,
     backends: RepositoryBackends,
     key: MasterKey,
     storage: Arc<dyn Storage>,
@@ -175,14 +177,20 @@ fn engine(op: &'static str, location: &str, err: impl AsRef<RusticError>) -> Rep
             location: location.to_string(),
         };
     }
+    // What the store answered decides what the failure means: a refused write through a view,
+    // an outage (never to be mistaken for damage), or data that is forged or gone.
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
-        if let Some(StorageError::ReadOnly { op, key, store }) = s.downcast_ref::<StorageError>() {
-            return RepoError::Storage(StorageError::ReadOnly {
-                op,
-                key: key.clone(),
-                store: store.clone(),
-            });
+        match s.downcast_ref::<StorageError>() {
+            Some(e @ StorageError::ReadOnly { .. }) => return RepoError::Storage(e.clone()),
+            Some(e) if e.is_outage() => return RepoError::Storage(e.clone()),
+            Some(e @ StorageError::Unverified { .. }) => {
+                return RepoError::Damaged {
+                    location: location.to_string(),
+                    detail: e.to_string(),
+                }
+            }
+            _ => {}
         }
         source = s.source();
     }
@@ -329,11 +337,18 @@ impl Repo<ReadOnly> {
         password: &str,
     ) -> Result<Repo<ReadOnly>> {
         check_not_future(at, CLOCK_SKEW)?;
-        let view: Arc<dyn Storage> = Arc::new(PointInTime::new(storage, prefix, at).await?);
+        let view = Arc::new(PointInTime::new(storage, prefix, at).await?.with_content_addresses(backend::content_address));
         let backends = backends(view.clone(), prefix);
         let location = backends.repository().location();
         let key = unlock(backends.clone(), location.clone(), password.to_string()).await?;
-        Ok(Repo::new(backends, key, view, prefix, location))
+        let mut repo = Repo::new(backends, key, view.clone(), prefix, location);
+        repo.view = Some(view);
+        Ok(repo)
+    }
+
+    /// The versions the view passed over so far (forged, damaged, or of untrusted time), and why.
+    pub fn skipped(&self) -> Vec<String> {
+        self.view.as_ref().map(|v| v.skipped()).unwrap_or_default()
     }
 }
 
@@ -394,6 +409,7 @@ fn to_snapshot(s: &SnapshotFile) -> Snapshot {
 impl<M: Send + Sync + 'static> Repo<M> {
     fn new(backends: RepositoryBackends, key: MasterKey, storage: Arc<dyn Storage>, prefix: &str, location: String) -> Self {
         Repo {
+            view: None,
             backends,
             key,
             storage,
@@ -501,13 +517,18 @@ impl<M: Send + Sync + 'static> Repo<M> {
                 clear_destination(dest, created);
                 // Name the damage when the engine stopped on it.
                 if matches!(err, RepoError::Engine { .. }) {
-                    if let Err(RepoError::Damaged { location, detail }) = self.check(true).await {
-                        let affected = self.unreadable_files(id).await.unwrap_or_default();
-                        let detail = match affected.len() {
-                            0 => detail,
-                            n => format!("{detail}; {n} file(s) affected: {}", affected.join(", ")),
-                        };
-                        return Err(RepoError::Damaged { location, detail });
+                    match self.check(true).await {
+                        Err(RepoError::Damaged { location, detail }) => {
+                            let affected = self.unreadable_files(id).await.unwrap_or_default();
+                            let detail = match affected.len() {
+                                0 => detail,
+                                n => format!("{detail}; {n} file(s) affected: {}", affected.join(", ")),
+                            };
+                            return Err(RepoError::Damaged { location, detail });
+                        }
+                        // The engine stopped because the store failed, not the data.
+                        Err(outage @ RepoError::Storage(_)) => return Err(outage),
+                        _ => {}
                     }
                 }
                 Err(err)
