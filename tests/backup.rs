@@ -332,8 +332,13 @@ async fn two_first_runs_at_once_share_one_repository() {
         let b = s.spawn(|| f.k10.run(&["policy", "run", "second", "--wait"]));
         (a.join().unwrap(), b.join().unwrap())
     });
-    a.ok();
-    b.ok();
+    let (a, b) = (a.ok(), b.ok());
+    // Which path each took: exactly one created the repository, the other waited for it.
+    let created = |r: &support::cli::Run| r.stderr.contains("namespace shop: created its repository");
+    let waited = |r: &support::cli::Run| r.stderr.contains("namespace shop: waited for another run to create its repository");
+    assert!(created(&a) != created(&b), "exactly one run creates the repository:\n{}\n{}", a.stderr, b.stderr);
+    assert!(!(waited(&a) && waited(&b)), "{}\n{}", a.stderr, b.stderr);
+    // (Whether they met at the claim depends on timing: tests/claims.rs makes them meet.)
 
     // One password, one repository with one config, and both runs' snapshots in it.
     let contents = f.contents();

@@ -50,6 +50,13 @@ pub enum BackupError {
         /// The namespaces that were protected.
         runs: Vec<NamespaceRun>,
     },
+    #[error("the repository at {repository} is being created by another run ({holder}, claim {claim} since {since}); run again in a few minutes (a claim older than 10 minutes is taken over)")]
+    BeingCreated {
+        repository: String,
+        claim: String,
+        holder: String,
+        since: String,
+    },
     #[error(transparent)]
     Job(#[from] JobError),
     #[error(transparent)]
@@ -144,27 +151,17 @@ async fn read_password_secret(cluster: &Cluster, name: &str) -> Result<Option<(S
     Ok(Some((password, created)))
 }
 
-/// The password of a namespace repository for a run that writes to it.
-#[derive(Debug, Clone)]
-pub struct RepoPassword {
-    pub password: String,
-    /// This run created the Secret, so it is the one that creates the repository.
-    pub created: bool,
-    /// When the Secret was created.
-    pub since: Option<chrono::DateTime<Utc>>,
-}
-
 /// Reads the repository's password, or creates its Secret with a new random one. Of two runs
 /// creating it at once, one wins and the other reads the winner's.
-pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<RepoPassword> {
+pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<String> {
     let missing = || K8sError::NotFound {
         what: format!("key `password` in Secret {K10_NAMESPACE}/{name}"),
     };
-    if let Some((password, since)) = read_password_secret(cluster, name).await? {
+    if let Some((password, _)) = read_password_secret(cluster, name).await? {
         if password.is_empty() {
             return Err(missing().into());
         }
-        return Ok(RepoPassword { password, created: false, since });
+        return Ok(password);
     }
     let password = repo::new_password();
     let secret = Secret {
@@ -179,54 +176,84 @@ pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<
     };
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
     match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(RepoPassword {
-            password,
-            created: true,
-            since: Some(Utc::now()),
-        }),
+        Ok(_) => Ok(password),
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            let (password, since) = read_password_secret(cluster, name).await?.filter(|(p, _)| !p.is_empty()).ok_or_else(missing)?;
-            Ok(RepoPassword { password, created: false, since })
+            let (password, _) = read_password_secret(cluster, name).await?.filter(|(p, _)| !p.is_empty()).ok_or_else(missing)?;
+            Ok(password)
         }
         Err(e) => Err(cluster.err(e, format!("create Secret {K10_NAMESPACE}/{name}")).into()),
     }
 }
 
-/// How long a run waits for another run to create the repository whose password Secret it made.
+/// How long a run waits for another run to create a repository.
 const INIT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
-/// A password Secret older than this without a repository: its creator died before creating it.
-/// Far longer than a creation takes, so that clock skew between this run and the API server
-/// cannot make two runs create the repository at once.
-const STALE_SECRET: chrono::Duration = chrono::Duration::minutes(10);
+/// A claim to create a repository older than this was left by a run that died: another run may
+/// take it over. Far longer than a creation takes, so that clock skew cannot make two runs
+/// create the repository at once.
+const STALE_CLAIM: chrono::Duration = chrono::Duration::minutes(10);
 
-/// Opens a namespace's repository, or creates it. Only the run that created the password Secret
-/// creates the repository: two first runs creating it at once would write two configs, and one
-/// of them would orphan the other's key for good under the locks. A run that finds no repository
-/// behind an existing Secret waits for its creator, unless the Secret is old enough that its
-/// creator must have died first. (Two runs that both outwait a dead creator may still race.)
-async fn open_or_init(
+/// How a run came to hold its repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// It existed.
+    Existing,
+    /// This run created it (it won the claim).
+    Created,
+    /// Another run was creating it; this one waited and opened it.
+    AfterWaiting,
+}
+
+/// Opens the repository under `prefix`, or creates it. Exactly one run creates it: the one that
+/// wins the claim on it through the API server (a [`claim`](crate::k8s::claim)). Two runs
+/// creating it at once would write two `config` versions, and under the locks the newer would
+/// make the repository unopenable for the protection period. Others wait for it, at most
+/// [`INIT_WAIT`]; they never create it themselves.
+pub async fn open_or_create(
+    cluster: &Cluster,
     store: std::sync::Arc<dyn crate::objectstore::storage::Storage>,
-    repository: &str,
-    claim: &RepoPassword,
-) -> Result<Repo<repo::Writable>> {
+    prefix: &str,
+    password: &str,
+) -> Result<(Repo<repo::Writable>, Opened)> {
+    use crate::k8s::claim::{self, Claim};
+    let claim_name = format!("k10-repository-init-{}", &sha256_hex(prefix.as_bytes())[..16]);
+    let holder = format!("{}-{}", std::process::id(), &repo::new_password()[..8]);
     let deadline = tokio::time::Instant::now() + INIT_WAIT;
-    let stale = claim.since.is_none_or(|t| Utc::now() - t > STALE_SECRET);
+    let mut waited = false;
     loop {
-        match Repo::open(store.clone(), repository, &claim.password).await {
-            Ok(repo) => return Ok(repo),
+        match Repo::open(store.clone(), prefix, password).await {
+            Ok(repo) => return Ok((repo, if waited { Opened::AfterWaiting } else { Opened::Existing })),
             Err(RepoError::NoRepository { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        if claim.created || stale || tokio::time::Instant::now() >= deadline {
-            match Repo::init(store.clone(), repository, &claim.password).await {
-                Ok(repo) => return Ok(repo),
-                // Made meanwhile by the run we did not wait for: open it.
-                Err(RepoError::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(e.into()),
+        let held = match claim::claim(cluster, &claim_name, &holder, STALE_CLAIM).await? {
+            Claim::Won => {
+                let created = Repo::init(store.clone(), prefix, password).await;
+                claim::release(cluster, &claim_name).await;
+                match created {
+                    Ok(repo) => return Ok((repo, Opened::Created)),
+                    // Created by a run that held the claim before us: open it.
+                    Err(RepoError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
             }
+            Claim::Held { holder, since } => (holder, since),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(BackupError::BeingCreated {
+                repository: prefix.to_string(),
+                claim: format!("{K10_NAMESPACE}/{claim_name}"),
+                holder: held.0,
+                since: held.1,
+            });
         }
+        waited = true;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs a policy now: every selected namespace, then retention.
@@ -324,10 +351,14 @@ impl NamespaceBackup<'_> {
         let run_id = format!("{}-{}-{}", self.policy_name, start.format("%Y%m%d%H%M%S"), &repo::new_password()[..4]);
         let repository = layout::app_repository(self.cluster_id, &uid);
         let secret_name = password_secret_name(&uid);
-        let claim = claim_repository_password(cluster, &secret_name).await?;
-        let password = claim.password.clone();
+        let password = claim_repository_password(cluster, &secret_name).await?;
         let store: std::sync::Arc<dyn crate::objectstore::storage::Storage> = self.storage.clone();
-        let repo = open_or_init(store, &repository, &claim).await?;
+        let (repo, opened) = open_or_create(cluster, store, &repository, &password).await?;
+        match opened {
+            Opened::Created => (self.progress)(&format!("namespace {ns}: created its repository {repository}")),
+            Opened::AfterWaiting => (self.progress)(&format!("namespace {ns}: waited for another run to create its repository")),
+            Opened::Existing => {}
+        }
         let outcome = match self.write(&repo, &run_id, &repository, &password).await {
             Ok((snapshots, manifests)) => {
                 self.record(&repo, &run_id, &repository, &secret_name, &uid, start, snapshots, manifests).await

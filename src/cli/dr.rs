@@ -127,6 +127,11 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
         DrCommand::Run { .. } => {
             let started = std::time::Instant::now();
             let r = dr::run(&cluster).await?;
+            match r.opened {
+                crate::backup::Opened::Created => println!("created the catalog repository"),
+                crate::backup::Opened::AfterWaiting => println!("waited for another DR run to create the catalog repository"),
+                crate::backup::Opened::Existing => {}
+            }
             println!(
                 "DR run: catalog snapshot {} ({} profiles, {} policies, {} restore points, {} secrets) stored at {} in {:.1} s",
                 &r.snapshot[..12],
@@ -134,7 +139,7 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
                 r.policies,
                 r.restore_points,
                 r.secrets,
-                r.stored_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                dr::rfc3339(r.stored_at),
                 started.elapsed().as_secs_f64()
             );
             Ok(())
@@ -174,7 +179,7 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
                 eprintln!("warning: {w}");
             }
             println!(
-                "catalog of cluster {source_cluster_id} restored as of its DR snapshot of {} ({} objects created)",
+                "catalog of cluster {source_cluster_id} restored as of its DR snapshot stored at {} ({} objects created)",
                 report.snapshot_time,
                 report.created.len()
             );
@@ -201,7 +206,7 @@ async fn status(cluster: &Cluster) -> anyhow::Result<()> {
             fields.push(("DR Profile", format!("{profile_name} ({immutability})")));
             let storage = catalog::profile_storage(cluster, &profile).await?;
             let times = dr::snapshot_times(storage.as_ref(), &cluster_id).await?;
-            let last: Vec<String> = times.iter().rev().take(5).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).collect();
+            let last: Vec<String> = times.iter().rev().take(5).map(|t| dr::rfc3339(*t)).collect();
             fields.push(("Last DR Runs", if last.is_empty() { "none yet".into() } else { last.join(", ") }));
             // Reading the catalog needs the passphrase; its absence is a warning of its own.
             let secret = p.metadata.annotations.as_ref().and_then(|a| a.get(PASSPHRASE_ANNOTATION).cloned()).unwrap_or_else(|| DEFAULT_PASSPHRASE_SECRET.into());

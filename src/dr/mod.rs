@@ -35,6 +35,8 @@ pub enum DrError {
     NothingBefore { at: String, earliest: String },
     #[error("point in time {at} is older than the protection period allows ({days} days: the earliest is {earliest}); choose a later time")]
     TooOld { at: String, days: u32, earliest: String },
+    #[error("point in time {at} is older than this bucket's lock settings let any backup be kept ({days} days: its default retention minus 20; the earliest is {earliest}); choose a later time")]
+    TooOldForBucket { at: String, days: u32, earliest: String },
     #[error("wrong DR passphrase for the catalog of cluster {0:?}: use the passphrase the source cluster's DR policy used")]
     WrongPassphrase(String),
     #[error("the catalog snapshot is unreadable: {0}")]
@@ -94,6 +96,8 @@ pub struct DrRun {
     pub policies: usize,
     pub restore_points: usize,
     pub secrets: usize,
+    /// How the catalog repository was found (created by this run, or by a run it waited for).
+    pub opened: crate::backup::Opened,
 }
 
 /// Exports the catalog through the DR policy's profile.
@@ -164,10 +168,9 @@ pub async fn run(cluster: &Cluster) -> Result<DrRun> {
     documents.push(("index.json".into(), Bytes::from(index.to_string())));
 
     let store: std::sync::Arc<dyn Storage> = storage.clone();
-    let repo = match Repo::open(store.clone(), &prefix, &passphrase).await {
-        Ok(r) => r,
-        Err(RepoError::NoRepository { .. }) => Repo::init(store, &prefix, &passphrase).await?,
-        Err(RepoError::WrongPassword { .. }) => return Err(DrError::WrongPassphrase(cluster_id)),
+    let (repo, opened) = match crate::backup::open_or_create(cluster, store, &prefix, &passphrase).await {
+        Ok(opened) => opened,
+        Err(BackupError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(cluster_id)),
         Err(e) => return Err(e.into()),
     };
     let snap = repo.backup_documents(documents, &[DR_TAG.into()]).await?;
@@ -179,6 +182,7 @@ pub async fn run(cluster: &Cluster) -> Result<DrRun> {
         policies: all_policies.len(),
         restore_points: contents.len(),
         secrets: secret_count,
+        opened,
     })
 }
 
@@ -201,10 +205,11 @@ pub async fn snapshot_times(storage: &dyn VersionedStorage, cluster_id: &str) ->
         .list_versions(&prefix)
         .await?
         .into_iter()
-        .filter(|v| !v.delete_marker)
+        .filter(|v| !v.delete_marker && !v.multipart)
         .map(|v| v.last_modified)
         .collect();
     times.sort();
+    times.dedup();
     Ok(times)
 }
 
@@ -228,9 +233,10 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
 }
 
-/// An RFC 3339 store time, to the second (what `--point-in-time` takes).
-fn rfc3339(t: Time) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// An RFC 3339 store time with all its precision (what `--point-in-time` takes): passed back,
+/// it includes the DR snapshot stored at that time.
+pub fn rfc3339(t: Time) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// The catalog repository as of `at` and its newest DR snapshot, with that snapshot's documents.
@@ -268,26 +274,6 @@ fn is_damage(e: &DrError) -> bool {
                     | RepoError::PathNotFound { .. }
             )
     )
-}
-
-/// The DR profile's protection period in days, as the newest readable catalog records it (or,
-/// when none reads, as far as the bucket's default retention lets locks reach).
-async fn protection_days(
-    storage: &std::sync::Arc<crate::objectstore::s3::S3Storage>,
-    prefix: &str,
-    times: &[Time],
-    passphrase: &str,
-    cluster_id: &str,
-) -> Result<Option<u32>> {
-    for t in times.iter().rev().take(20) {
-        match open_catalog(storage, prefix, *t, passphrase).await {
-            Ok((repo, snap, listing)) => return dr_period_days(&repo, &snap.id, &listing).await,
-            Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(cluster_id.to_string())),
-            Err(e) if is_damage(&e) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(storage.default_retention_days().await.and_then(|r| r.checked_sub(20)))
 }
 
 /// Which earlier DR snapshots still read (the newest of them, and the newest that holds restore
@@ -360,6 +346,116 @@ async fn empty_catalog_warning(repo: &Repo<ReadOnly>, chosen: &crate::repo::Snap
     Ok(None)
 }
 
+type Opened = (Repo<ReadOnly>, crate::repo::Snapshot, Vec<String>);
+
+/// The catalog as of `t`, with every refusal decided from it and from the store's own settings.
+async fn catalog_as_of(
+    storage: &std::sync::Arc<crate::objectstore::s3::S3Storage>,
+    prefix: &str,
+    times: &[Time],
+    t: Time,
+    passphrase: &str,
+    id: &str,
+) -> Result<Opened> {
+    let now = chrono::Utc::now();
+    let earliest = |days: u32| now - chrono::Duration::days(i64::from(days));
+    // No protection period can exceed what the bucket's lock settings allow (R − 20 days).
+    if let Some(days) = storage.default_retention_days().await.and_then(|r| r.checked_sub(20)) {
+        if t < earliest(days) {
+            return Err(DrError::TooOldForBucket {
+                at: rfc3339(t),
+                days,
+                earliest: rfc3339(earliest(days)),
+            });
+        }
+    }
+    if t < times[0] {
+        return Err(DrError::NothingBefore {
+            at: rfc3339(t),
+            earliest: rfc3339(times[0]),
+        });
+    }
+    let (repo, snap, listing) = match open_catalog(storage, prefix, t, passphrase).await {
+        Ok(o) => o,
+        Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(id.to_string())),
+        Err(e) if is_damage(&e) => {
+            return Err(DrError::GoneAt {
+                at: rfc3339(t),
+                cause: e.to_string(),
+                hint: readable_before(storage, prefix, times, t, passphrase).await,
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    // The DR profile's protection period, as the catalog of that time records it.
+    if let Some(days) = dr_period_days(&repo, &snap.id, &listing).await? {
+        if t < earliest(days) {
+            return Err(DrError::TooOld {
+                at: rfc3339(t),
+                days,
+                earliest: rfc3339(earliest(days)),
+            });
+        }
+    }
+    Ok((repo, snap, listing))
+}
+
+/// The newest DR snapshot that reads, newest first: after an attack the newest versions may be
+/// garbage, forged snapshots, or keys the passphrase does not open. Returns it with a warning
+/// for each one passed over.
+async fn newest_readable(
+    storage: &std::sync::Arc<crate::objectstore::s3::S3Storage>,
+    prefix: &str,
+    times: &[Time],
+    passphrase: &str,
+    id: &str,
+) -> Result<(Opened, Vec<String>)> {
+    // Key files as of each time: a set of keys the passphrase did not open is not tried again
+    // (each try costs a slow key derivation).
+    let key_versions = storage.list_versions(&format!("{prefix}keys/")).await?;
+    let keys_at = |t: Time| -> Vec<&str> {
+        let mut current: Vec<&str> = Vec::new();
+        let mut seen: Option<&str> = None;
+        for v in key_versions.iter().filter(|v| v.last_modified <= t) {
+            if seen != Some(v.key.as_str()) {
+                seen = Some(v.key.as_str());
+                if !v.delete_marker && !v.multipart {
+                    current.push(&v.version_id);
+                }
+            }
+        }
+        current
+    };
+    let mut refused: Vec<Vec<&str>> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut last_damage = None;
+    for t in times.iter().rev() {
+        let keys = keys_at(*t);
+        if refused.contains(&keys) {
+            skipped.push(format!("skipped the DR snapshot stored at {}: the DR passphrase opens none of the key files of that time", rfc3339(*t)));
+            continue;
+        }
+        match open_catalog(storage, prefix, *t, passphrase).await {
+            Ok(o) => return Ok((o, skipped)),
+            Err(DrError::Repo(RepoError::WrongPassword { .. })) => {
+                skipped.push(format!("skipped the DR snapshot stored at {}: the DR passphrase opens none of the key files of that time", rfc3339(*t)));
+                refused.push(keys);
+            }
+            Err(e) if is_damage(&e) => {
+                skipped.push(format!("skipped the DR snapshot stored at {}: {e}", rfc3339(*t)));
+                last_damage = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(match last_damage {
+        // Not one time opened, and never for damage: the passphrase is wrong.
+        None => DrError::WrongPassphrase(id.to_string()),
+        Some(e) if refused.is_empty() => e,
+        Some(_) => DrError::WrongPassphrase(id.to_string()),
+    })
+}
+
 /// Recreates the catalog of `source_cluster_id` as it was at the newest DR snapshot at or before
 /// the point in time (or the newest). Every refusal happens before anything is written.
 pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<RestoreReport> {
@@ -374,69 +470,25 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
     let id = &options.source_cluster_id;
     let times = snapshot_times(storage.as_ref(), id).await?;
     if times.is_empty() {
-        let keys = storage.list("k10/").await?;
-        let found = layout::cluster_ids(keys.iter().map(|o| o.key.as_str()));
+        // From the bucket's history: after an attack every key may be behind a delete marker.
+        let versions = storage.list_versions("k10/").await?;
+        let found = layout::cluster_ids(versions.iter().map(|v| v.key.as_str()));
         return Err(DrError::UnknownCluster { id: id.clone(), found });
     }
-    let now = chrono::Utc::now();
-    let at = options.point_in_time.unwrap_or(now);
     let prefix = layout::catalog_repository(id);
-    if let Some(t) = options.point_in_time {
-        // Further back than the DR profile's protection period is refused before anything else.
-        if let Some(days) = protection_days(&storage, &prefix, &times, &passphrase, id).await? {
-            let earliest = now - chrono::Duration::days(i64::from(days));
-            if t < earliest {
-                return Err(DrError::TooOld {
-                    at: t.to_rfc3339(),
-                    days,
-                    earliest: earliest.to_rfc3339(),
-                });
-            }
-        }
-    }
-    if at < times[0] {
-        return Err(DrError::NothingBefore {
-            at: at.to_rfc3339(),
-            earliest: times[0].to_rfc3339(),
-        });
-    }
-    // With a point in time, the catalog as of then. Without one, the newest DR snapshot that still
-    // reads: after an attack, the newest versions of the keys may be garbage.
+    let mut report = RestoreReport::default();
+    // Everything about a point in time is decided from the catalog as of then: versions written
+    // after it (forged keys, snapshots, configs) are never read.
     let opened = match options.point_in_time {
-        Some(t) => match open_catalog(&storage, &prefix, t, &passphrase).await {
-            Ok(o) => o,
-            Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(id.clone())),
-            Err(e) if is_damage(&e) => {
-                return Err(DrError::GoneAt {
-                    at: rfc3339(t),
-                    cause: e.to_string(),
-                    hint: readable_before(&storage, &prefix, &times, t, &passphrase).await,
-                })
-            }
-            Err(e) => return Err(e),
-        },
+        Some(t) => catalog_as_of(&storage, &prefix, &times, t, &passphrase, id).await?,
         None => {
-            let mut found = None;
-            let mut last_error = None;
-            for t in times.iter().rev() {
-                match open_catalog(&storage, &prefix, *t, &passphrase).await {
-                    Ok(o) => {
-                        found = Some(o);
-                        break;
-                    }
-                    Err(DrError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(id.clone())),
-                    Err(e) if is_damage(&e) => last_error = Some(e),
-                    Err(e) => return Err(e),
-                }
-            }
-            match (found, last_error) {
-                (Some(o), _) => o,
-                (None, Some(e)) => return Err(e),
-                (None, None) => unreachable!("there is at least one DR snapshot time"),
-            }
+            let (opened, skipped) = newest_readable(&storage, &prefix, &times, &passphrase, id).await?;
+            report.warnings.extend(skipped);
+            opened
         }
     };
     let (repo, snap, listing) = opened;
+    report.snapshot_time = rfc3339(repo.stored_at(&snap.id).await?);
     let read = |path: String| {
         let repo = &repo;
         let id = snap.id.clone();
@@ -444,10 +496,6 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
             let bytes = repo.read_document(&id, &path).await?;
             serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| DrError::Unreadable(format!("{path}: {e}")))
         }
-    };
-    let mut report = RestoreReport {
-        snapshot_time: snap.time.to_rfc3339(),
-        ..Default::default()
     };
     if restore_points_in(&listing) == 0 {
         report.warnings.extend(empty_catalog_warning(&repo, &snap).await?);
@@ -512,6 +560,7 @@ pub async fn restore(cluster: &Cluster, options: &RestoreOptions) -> Result<Rest
             report.skipped.push(format!("{what} (exists)"));
         }
     }
+    report.warnings.extend(repo.skipped().into_iter().map(|s| format!("passed over {s}")));
     Ok(report)
 }
 

@@ -1,6 +1,7 @@
 //! Kubernetes access: builds a client from kubectl's settings (`--kubeconfig`, `KUBECONFIG`,
 //! `--context`, `-n`) and turns client failures into errors that say what to do.
 
+pub mod claim;
 pub mod jobs;
 
 use std::path::PathBuf;
