@@ -111,12 +111,12 @@ impl S3Storage {
     }
 
     /// Whether this store's version ids carry its write time: decided once, by writing a probe
-    /// version and comparing its id with its `LastModified`. Without a probe (it could not be
-    /// written), ids are not trusted and `LastModified` alone dates versions.
-    async fn ids_carry_write_time(&self) -> bool {
-        *self
-            .version_clock
-            .get_or_init(|| async {
+    /// version and comparing its id with its `LastModified`. A store that refuses the probe (a
+    /// read-only key, say) gets no trust in its ids: `LastModified` alone dates its versions. An
+    /// outage is an error, not an answer (it is not remembered).
+    async fn ids_carry_write_time(&self) -> Result<bool> {
+        self.version_clock
+            .get_or_try_init(|| async {
                 let probe = async {
                     let version_id = self.put(PROBE_KEY, Bytes::from_static(b"k10: do version ids carry the write time?")).await?;
                     self.count();
@@ -132,12 +132,17 @@ impl S3Storage {
                         .map_err(|e| self.error("stat", PROBE_KEY, e))?;
                     Ok::<bool, StorageError>(id_carries_write_time(&version_id, to_time(head.last_modified())))
                 };
-                probe.await.unwrap_or_else(|e| {
-                    tracing::warn!("cannot tell whether {}'s version ids carry write times ({e}): dating versions by LastModified", self.describe());
-                    false
-                })
+                match probe.await {
+                    Err(e) if e.is_outage() => Err(e),
+                    Err(e) => {
+                        tracing::warn!("cannot tell whether {}'s version ids carry write times ({e}): dating versions by LastModified", self.describe());
+                        Ok(false)
+                    }
+                    Ok(trusted) => Ok(trusted),
+                }
             })
             .await
+            .copied()
     }
 
     async fn read(&self, key: &str, version_id: Option<&str>, range: Option<Range<u64>>) -> Result<Bytes> {
@@ -369,7 +374,7 @@ impl VersionedStorage for S3Storage {
             }
         }
         if out.iter().any(|(_, v)| decode_version_time(&v.version_id).is_some()) {
-            let trusted = self.ids_carry_write_time().await;
+            let trusted = self.ids_carry_write_time().await?;
             for (_, v) in &mut out {
                 v.last_modified = written_at(&v.version_id, v.last_modified, trusted);
             }
