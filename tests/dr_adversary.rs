@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use k10::objectstore::memory::MemoryStorage;
-use k10::objectstore::storage::Storage;
+use k10::objectstore::storage::{Storage, VersionedStorage};
 use k10::repo::Repo;
 use sha2::Digest;
 use support::apiserver::{ApiServer, ApiServerOptions};
@@ -94,14 +94,26 @@ async fn the_catalog_of_t_comes_back_whatever_was_forged_after_t() {
     f.k10.run(&["policy", "create", "shop", "--namespaces", "shop", "--profile", "immutable"]).ok();
     f.k10.run(&["policy", "run", "shop", "--wait"]).ok();
     f.k10.run(&["dr", "enable", "--profile", "immutable"]).ok();
-    let first = f.k10.run(&["dr", "run"]).ok().stdout;
-    assert!(first.contains("created the catalog repository"), "{first}");
-    let x1 = stored_at(&first);
-    let x2 = stored_at(&f.k10.run(&["dr", "run"]).ok().stdout);
+    // Two first DR runs at once (a scheduled one and a manual one): one creates the catalog
+    // repository, and it has one config.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| f.k10.run(&["dr", "run"]).ok().stdout);
+        let b = s.spawn(|| f.k10.run(&["dr", "run"]).ok().stdout);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let created = [&a, &b].iter().filter(|o| o.contains("created the catalog repository")).count();
+    assert_eq!(created, 1, "{a}\n{b}");
+    let source_id = f.server.default_namespace_uid();
+    let configs = f.storage().list_versions(&format!("k10/{source_id}/catalog/config")).await.unwrap();
+    assert_eq!(configs.len(), 1, "{configs:?}");
+    let (mut x1, mut x2) = (stored_at(&a), stored_at(&b));
+    let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    if time(&x2) < time(&x1) {
+        std::mem::swap(&mut x1, &mut x2);
+    }
     let status = f.k10.run(&["dr", "status"]).ok().stdout;
     let newest = status.lines().find_map(|l| l.split("Last DR Runs:").nth(1)).unwrap().trim().split(", ").next().unwrap().to_string();
     assert_eq!(newest, x2, "{status}");
-    let source_id = f.server.default_namespace_uid();
 
     // A new installation: the passphrase and a plain profile on the bucket.
     let dir = tempfile::tempdir().unwrap();

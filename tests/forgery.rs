@@ -13,7 +13,7 @@ use bytes::Bytes;
 use k10::objectstore::lock::ProtectionPeriod;
 use k10::objectstore::memory::MemoryStorage;
 use k10::objectstore::s3::S3Storage;
-use k10::objectstore::storage::{Storage, Time, VersionedStorage};
+use k10::objectstore::storage::{Time, VersionedStorage};
 use k10::objectstore::{Credentials, Location, ObjectStore};
 use k10::repo::{ReadOnly, Repo};
 use support::s3::{self, Retention};

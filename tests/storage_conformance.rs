@@ -176,8 +176,22 @@ async fn locks(s: &Subject, prefix: &str, lock_days: i64) {
     assert!((now_until - later).num_seconds().abs() < 2, "{now_until} vs {later}");
 }
 
+/// The time `stat` gives a version is the time views compare with: a view as of it includes the
+/// version (an end time taken from `stat` must never exclude its own snapshot).
+async fn stat_dates_as_views_do(s: &Subject, prefix: &str) {
+    let key = format!("{prefix}snapshot");
+    let version = put(s.store.as_ref(), &key, b"s").await;
+    let stat = s.store.stat(&key).await.unwrap();
+    assert_eq!(stat.version_id, version);
+    let listed = s.store.list_versions(&key).await.unwrap();
+    assert_eq!(stat.last_modified, listed[0].last_modified, "stat and the version listing date {key} alike");
+    let view = pit(s, prefix, stat.last_modified).await;
+    assert_eq!(view.stat(&key).await.unwrap().version_id, version, "a view as of the stat time includes the version");
+}
+
 async fn conformance(s: Subject, lock_days: i64) {
     let run = format!("{:x}/", chrono::Utc::now().timestamp_micros());
+    stat_dates_as_views_do(&s, &format!("stat/{run}")).await;
     history(&s, &format!("history/{run}")).await;
     views_are_read_only(&s, &format!("readonly/{run}")).await;
     locks(&s, &format!("locks/{run}"), lock_days).await;

@@ -109,7 +109,11 @@ pub async fn backup(target: &Target, path: &Path, tags: &[String]) -> Result<Sna
 pub async fn restore(target: &Target, snapshot: &str, at: Time, path: &Path) -> Result<Restored, DataMoverError> {
     let storage = target.storage()?;
     let repo = Repo::<ReadOnly>::open_at(storage, &target.repository, at, &env(ENV_PASSWORD)?).await?;
-    Ok(repo.restore(snapshot, path).await?)
+    let restored = repo.restore(snapshot, path).await?;
+    for skipped in repo.skipped() {
+        tracing::warn!("passed over {skipped}");
+    }
+    Ok(restored)
 }
 
 /// Compares the tree at `path` with a snapshot of the repository as it was at `at`.

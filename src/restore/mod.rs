@@ -167,6 +167,9 @@ async fn open(cluster: &Cluster, content: &RestorePointContent, progress: &(dyn 
             location: repo.location().to_string(),
             message: format!("index.json is not JSON: {e}"),
         })?;
+    for skipped in repo.skipped() {
+        progress(&format!("warning: passed over {skipped}"));
+    }
     let os = profile.object_store();
     Ok(Opened {
         repo,
