@@ -358,3 +358,85 @@ async fn two_first_runs_at_once_share_one_repository() {
         }
     }
 }
+
+/// Claims without a usable StorageClass — bound statically (`""`), without one, or whose class
+/// was deleted — are read from the live volume (the run says why), never fail the run, and come
+/// back with their data and their class as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_without_a_usable_class_are_read_live_and_come_back_as_they_were() {
+    use support::apiserver::{STANDARD_PROVISIONER, VOLUME_SNAPSHOT_CRDS};
+    let f = Fixture::new().await;
+    // The cluster has CSI snapshots, so each claim's class is looked up.
+    f.kubectl_apply(VOLUME_SNAPSHOT_CRDS);
+    f.kubectl(&["wait", "--for=condition=established", "crd/volumesnapshotclasses.snapshot.storage.k8s.io"]);
+    f.kubectl_apply(&format!(
+        "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {{name: csi}}\ndriver: {STANDARD_PROVISIONER}\ndeletionPolicy: Delete\n"
+    ));
+    // No default class any more: a claim created without one keeps none.
+    f.kubectl(&["annotate", "storageclass", "standard", "storageclass.kubernetes.io/is-default-class-"]);
+    f.kubectl_apply(&format!(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: retired}}\nprovisioner: {STANDARD_PROVISIONER}\n"
+    ));
+    f.kubectl(&["create", "namespace", "static"]);
+    let claim = |name: &str, class: Option<&str>| {
+        let class = class.map(|c| format!("  storageClassName: \"{c}\"\n")).unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}, namespace: static}}\nspec:\n{class}  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: 1Gi}}}}\n---\n"
+        )
+    };
+    f.kubectl_apply(&[claim("bound-by-hand", Some("")), claim("no-class", None), claim("class-gone", Some("retired"))].concat());
+    f.kubectl(&["delete", "storageclass", "retired"]);
+    let volumes = f.server.volumes_root().join("static");
+    for (i, name) in ["bound-by-hand", "no-class", "class-gone"].iter().enumerate() {
+        std::fs::write(volumes.join(name).join("data.bin"), tree::noise(i as u64, 64 * 1024)).unwrap();
+    }
+    let classes = || {
+        let claims = f.json(&["get", "pvc", "-n", "static"]);
+        let mut out: Vec<(String, serde_json::Value)> = claims["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["metadata"]["name"].as_str().unwrap().to_string(), c["spec"]["storageClassName"].clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let before = classes();
+    assert_eq!(
+        before,
+        [
+            ("bound-by-hand".to_string(), serde_json::json!("")),
+            ("class-gone".to_string(), serde_json::json!("retired")),
+            ("no-class".to_string(), serde_json::Value::Null),
+        ]
+    );
+
+    f.k10.run(&["policy", "create", "static", "--namespaces", "static", "--profile", "immutable"]).ok();
+    let run = f.k10.run(&["policy", "run", "static", "--wait"]).ok();
+    for why in [
+        "volume bound-by-hand (",
+        "from the live volume: the claim is bound statically (storageClassName \"\"))",
+        "volume no-class (",
+        "from the live volume: the claim has no StorageClass)",
+        "volume class-gone (",
+        "from the live volume: its StorageClass \"retired\" no longer exists)",
+    ] {
+        assert!(run.stderr.contains(why), "{why:?} in:\n{}", run.stderr);
+    }
+    let saved = f.dir.path().join("static-volumes");
+    assert!(Command::new("cp").arg("-a").arg(&volumes).arg(&saved).status().unwrap().success());
+
+    // The namespace is lost, and restored: each claim with its data and its class as it was.
+    f.kubectl(&["delete", "namespace", "static"]);
+    let content = f
+        .contents()
+        .into_iter()
+        .find(|c| c["spec"]["sourceNamespace"] == "static")
+        .expect("a restore point of static");
+    let name = content["metadata"]["name"].as_str().unwrap().to_string();
+    f.k10.run(&["restore", &name, "--wait"]).ok();
+    assert_eq!(classes(), before);
+    for claim in ["bound-by-hand", "no-class", "class-gone"] {
+        tree::assert_same(&saved.join(claim), &volumes.join(claim));
+    }
+}

@@ -859,6 +859,11 @@ async fn kube_label_selectors_and_paging() {
     assert_eq!(code, 200);
     assert_eq!(raw["kind"], "ConfigMapList");
     assert_eq!(raw["apiVersion"], "v1");
+    // An empty name is not the collection: 404, as on a real server.
+    for path in ["/apis/storage.k8s.io/v1/storageclasses/", "/api/v1/namespaces/default/configmaps/", "/api/v1/namespaces//configmaps"] {
+        let (code, raw) = raw_request(&server, "GET", path, "application/json", "");
+        assert_eq!((code, raw["kind"].as_str()), (404, Some("Status")), "{path}: {raw}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -408,11 +408,11 @@ impl NamespaceBackup<'_> {
             // A clone of a fresh CSI snapshot where the driver has a VolumeSnapshotClass; else the
             // live volume, read-only, on the node where a pod mounts it.
             let clone = snapshots::clone_of(cluster, pvc, &job_name("k10-snap", run_id, i)).await?;
-            let (mount, node_name, source) = match &clone {
-                Some(c) => (c.claim.clone(), None, "snapshot"),
-                None => (claim.clone(), node_of(&pod_list, &claim), "live"),
+            let (mount, node_name, source, why) = match &clone {
+                Ok(c) => (c.claim.clone(), None, "snapshot", String::new()),
+                Err(why) => (claim.clone(), node_of(&pod_list, &claim), "live", format!(": {why}")),
             };
-            (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{}, from the {source} volume)", i + 1, claims.len()));
+            (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{}, from the {source} volume{why})", i + 1, claims.len()));
             let mut args = vec!["datamover".to_string(), "backup".into(), "--path".into(), "/data".into()];
             args.extend(target.args());
             for tag in [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into(), format!("source={source}")] {
@@ -437,7 +437,7 @@ impl NamespaceBackup<'_> {
                 timeout: JOB_TIMEOUT,
             };
             let result = job.run(cluster).await;
-            if let Some(c) = &clone {
+            if let Ok(c) = &clone {
                 c.remove(cluster).await;
             }
             result?;

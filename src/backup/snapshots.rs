@@ -46,47 +46,46 @@ pub enum SnapshotError {
     K8s(#[from] K8sError),
 }
 
-/// The VolumeSnapshotClass for the claim's CSI driver, if the cluster has snapshots and one.
-async fn class_for(cluster: &Cluster, pvc: &PersistentVolumeClaim) -> Result<Option<String>, K8sError> {
-    let classes: Api<StorageClass> = Api::all(cluster.client.clone());
-    let storage_class = match pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone()) {
-        Some(name) => classes.get_opt(&name).await.map_err(|e| cluster.err(e, format!("read StorageClass {name}")))?,
-        None => classes
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| cluster.err(e, "list StorageClasses"))?
-            .items
-            .into_iter()
-            .find(|c| {
-                c.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("storageclass.kubernetes.io/is-default-class"))
-                    .is_some_and(|v| v == "true")
-            }),
-    };
-    let Some(provisioner) = storage_class.map(|c| c.provisioner) else {
-        return Ok(None);
+/// The VolumeSnapshotClass for the claim's CSI driver; else why its live volume is read.
+///
+/// A claim's `storageClassName` is final once it exists (the API server fills in the default
+/// class when the claim is created): a claim without one, or with `""` (bound statically to a
+/// PersistentVolume made by hand), has no provisioner and no snapshot class, and neither has a
+/// claim whose StorageClass was deleted since. None of them fails the backup.
+async fn class_for(cluster: &Cluster, pvc: &PersistentVolumeClaim) -> Result<Result<String, String>, K8sError> {
+    let name = pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone());
+    let provisioner = match name.as_deref() {
+        None => return Ok(Err("the claim has no StorageClass".into())),
+        Some("") => return Ok(Err("the claim is bound statically (storageClassName \"\")".into())),
+        Some(name) => {
+            let classes: Api<StorageClass> = Api::all(cluster.client.clone());
+            match classes.get_opt(name).await.map_err(|e| cluster.err(e, format!("read StorageClass {name}")))? {
+                Some(class) => class.provisioner,
+                None => return Ok(Err(format!("its StorageClass {name:?} no longer exists"))),
+            }
+        }
     };
     let snapshot_classes: Api<DynamicObject> =
         Api::all_with(cluster.client.clone(), &resource("VolumeSnapshotClass", "volumesnapshotclasses"));
     let list = match snapshot_classes.list(&ListParams::default()).await {
         Ok(list) => list,
-        // No snapshot API in this cluster.
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Err("the cluster serves no CSI snapshots".into())),
         Err(e) => return Err(cluster.err(e, "list VolumeSnapshotClasses")),
     };
     Ok(list
         .items
         .into_iter()
         .find(|c| c.data["driver"].as_str() == Some(provisioner.as_str()))
-        .and_then(|c| c.metadata.name))
+        .and_then(|c| c.metadata.name)
+        .ok_or_else(|| format!("no VolumeSnapshotClass for its driver {provisioner}")))
 }
 
-/// Snapshots the claim and clones it, when its driver has a VolumeSnapshotClass.
-pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str) -> Result<Option<Clone>, SnapshotError> {
-    let Some(class) = class_for(cluster, pvc).await? else {
-        return Ok(None);
+/// Snapshots the claim and clones it, when its driver has a VolumeSnapshotClass; else says why
+/// its live volume is to be read.
+pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str) -> Result<Result<Clone, String>, SnapshotError> {
+    let class = match class_for(cluster, pvc).await? {
+        Ok(class) => class,
+        Err(why) => return Ok(Err(why)),
     };
     let namespace = pvc.metadata.namespace.clone().unwrap_or_default();
     let claim = pvc.metadata.name.clone().unwrap_or_default();
@@ -156,7 +155,7 @@ pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str
         clone.remove(cluster).await;
         return Err(cluster.err(e, format!("create PersistentVolumeClaim {namespace}/{}", clone.claim)).into());
     }
-    Ok(Some(clone))
+    Ok(Ok(clone))
 }
 
 impl Clone {

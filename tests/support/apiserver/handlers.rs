@@ -153,6 +153,11 @@ async fn route(
         }
     }
 
+    // An empty segment is an empty name (`…/storageclasses/`): no route, as on a real server,
+    // not the collection.
+    if uri.path().ends_with('/') || uri.path().contains("//") {
+        return Err(ApiError::no_route());
+    }
     let (group, version, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] if !rest.is_empty() => ("", "v1", rest),
         ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),

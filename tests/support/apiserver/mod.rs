@@ -65,6 +65,8 @@
 //!   `ObjectMeta`: a field of the wrong JSON type is a 400, as on a real server (so is a missing
 //!   field those types require, where a real server would say 422). Unknown fields of built-in
 //!   kinds are kept, not reported.
+//! * A path with an empty segment (an empty name, `…/storageclasses/`) is 404 like any unknown
+//!   route, never the collection. (kube-rs refuses an empty name itself, before sending.)
 //! * Replace: 409 Conflict when `metadata.resourceVersion` is given and stale; without it the
 //!   update is unconditional. The same precondition applies to patches that carry one.
 //! * Patch: `application/json-patch+json` (RFC 6902), `application/merge-patch+json` (RFC 7386),
