@@ -1,5 +1,5 @@
 //! Volume trees as a drill sees them: sample data to protect, and a digest of every entry
-//! (content, mode, mtime, symlink target) to compare a restored volume with the original,
+//! (content, mode, owner, mtime, symlink target) to compare a restored volume with the original,
 //! byte for byte, inside the cluster (`kubectl-k10 datamover sample|digest`).
 
 use std::collections::BTreeMap;
@@ -23,8 +23,13 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Owners (uid, gid) the sample gives some of its entries, as a volume shared by non-root
+/// workloads has.
+pub const SAMPLE_OWNERS: [(u32, u32); 3] = [(1000, 1000), (1001, 2000), (65534, 65534)];
+
 /// A small tree with every kind of entry a volume holds: nested and empty directories, empty,
-/// binary and text files, private and executable modes, a symlink and a dangling one.
+/// binary and text files, private and executable modes, a symlink and a dangling one, and (where
+/// this process may give files away, as root) entries owned by other users and groups.
 pub fn small(root: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(root.join("sub/deeper"))?;
     std::fs::create_dir_all(root.join("empty-dir"))?;
@@ -38,6 +43,13 @@ pub fn small(root: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(root.join("script.sh"), std::fs::Permissions::from_mode(0o755))?;
     symlink("hello.txt", root.join("link-to-hello"))?;
     symlink("/nonexistent/target", root.join("dangling"))?;
+    let [(u1, g1), (u2, g2), (u3, g3)] = SAMPLE_OWNERS;
+    for (path, uid, gid) in [("sub/deeper", u1, g1), ("sub/deeper/text.txt", u1, g1), ("private", u2, g2), ("link-to-hello", u3, g3)] {
+        match std::os::unix::fs::lchown(root.join(path), Some(uid), Some(gid)) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => break,
+            other => other?,
+        }
+    }
     Ok(())
 }
 
@@ -61,14 +73,14 @@ pub fn sample(root: &Path, mib: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// One entry of a tree, as compared: directories by mode, files by mode, mtime (seconds) and
-/// content hash, symlinks by target.
+/// One entry of a tree, as compared: every entry by its owner (`uid:gid`), directories by mode,
+/// files by mode, mtime (seconds) and content hash, symlinks by target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Entry {
-    Dir { mode: u32 },
-    File { mode: u32, mtime: i64, size: u64, sha256: String },
-    Symlink { target: String },
+    Dir { mode: u32, owner: String },
+    File { mode: u32, owner: String, mtime: i64, size: u64, sha256: String },
+    Symlink { target: String, owner: String },
 }
 
 /// Every entry under a root, by relative path, with the totals.
@@ -134,18 +146,21 @@ pub fn digest(root: &Path) -> std::io::Result<TreeDigest> {
             }
             let meta = std::fs::symlink_metadata(&path)?;
             let mode = meta.permissions().mode() & 0o7777;
+            let owner = format!("{}:{}", meta.uid(), meta.gid());
             let e = if meta.file_type().is_symlink() {
                 Entry::Symlink {
                     target: std::fs::read_link(&path)?.to_string_lossy().into_owned(),
+                    owner,
                 }
             } else if meta.is_dir() {
                 stack.push(path.clone());
-                Entry::Dir { mode }
+                Entry::Dir { mode, owner }
             } else if meta.is_file() {
                 out.files += 1;
                 out.bytes += meta.len();
                 Entry::File {
                     mode,
+                    owner,
                     mtime: meta.mtime(),
                     size: meta.len(),
                     sha256: sha256_of(&path)?,
@@ -183,9 +198,14 @@ mod tests {
         std::fs::remove_file(root.join("dangling")).unwrap();
         symlink("/elsewhere", root.join("dangling")).unwrap();
         std::fs::remove_file(root.join("empty")).unwrap();
+        let mut expected = vec!["dangling", "empty", "script.sh", "sub/data.bin"];
+        // An owner, where this process may change one.
+        if std::os::unix::fs::chown(root.join("hello.txt"), Some(4242), Some(4242)).is_ok() {
+            expected.insert(2, "hello.txt");
+        }
         let after = digest(&root).unwrap();
         let diff: Vec<String> = before.differences(&after).iter().map(|d| d.split(':').next().unwrap().to_string()).collect();
-        assert_eq!(diff, ["dangling", "empty", "script.sh", "sub/data.bin"], "{:?}", before.differences(&after));
+        assert_eq!(diff, expected, "{:?}", before.differences(&after));
     }
 
     #[test]

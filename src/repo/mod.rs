@@ -489,7 +489,10 @@ impl<M: Send + Sync + 'static> Repo<M> {
                 .map_err(|e| engine("restore", location, e))?;
             let dest = LocalDestination::new(&target.to_string_lossy(), true, false)
                 .map_err(|e| engine("restore", location, e))?;
-            let options = RestoreOptions::default().no_ownership(true);
+            // Owners by number (a container's user names mean nothing): a restored volume is
+            // usable by the same non-root workloads. Where the restore may not give files away
+            // (not root), they stay the restorer's.
+            let options = RestoreOptions::default().numeric_id(true);
             let ls_options = LsOptions::default();
             let mut restored = Restored::default();
             for entry in repo.ls(&root, &ls_options).map_err(|e| engine("restore", location, e))? {
@@ -614,6 +617,13 @@ impl<M: Send + Sync + 'static> Repo<M> {
                     differences.push(format!("{name}: missing"));
                     continue;
                 };
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    let (uid, gid) = (node.meta.uid.unwrap_or(meta.uid()), node.meta.gid.unwrap_or(meta.gid()));
+                    if (meta.uid(), meta.gid()) != (uid, gid) {
+                        differences.push(format!("{name}: owner {}:{}, expected {uid}:{gid}", meta.uid(), meta.gid()));
+                    }
+                }
                 if let Some(mode) = node.meta.mode {
                     if !meta.file_type().is_symlink() && meta.permissions().mode() & 0o777 != mode & 0o777 {
                         differences.push(format!("{name}: mode {:o}, expected {:o}", meta.permissions().mode() & 0o777, mode & 0o777));

@@ -450,8 +450,10 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
 }
 
 /// Copies the directory `src` to `dst` (which must not exist): regular files with their
-/// contents, modes and mtimes, directories with their modes and mtimes, symlinks with their
-/// targets. Other file types (sockets, FIFOs, devices) are skipped; hard links become copies.
+/// contents, modes, owners and mtimes, directories with their modes, owners and mtimes, symlinks
+/// with their targets and owners (a CSI snapshot is the volume's filesystem as it was). Owners
+/// are kept where this process may give files away (as root). Other file types (sockets,
+/// FIFOs, devices) are skipped; hard links become copies.
 pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     let meta = std::fs::symlink_metadata(src)?;
     if !meta.is_dir() {
@@ -468,20 +470,33 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
         let kind = entry.file_type()?;
         if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            keep_owner(&from, &to)?;
         } else if kind.is_dir() {
             copy_tree(&from, &to)?;
         } else if kind.is_file() {
             // Copies the contents and the permission bits.
             std::fs::copy(&from, &to)?;
+            keep_owner(&from, &to)?;
             let modified = std::fs::symlink_metadata(&from)?.modified()?;
             set_mtime(&to, modified)?;
         }
     }
+    keep_owner(src, dst)?;
     // The directory's own mtime and mode last: copying into it moved the mtime, and a read-only
     // mode would have refused the copies.
     set_mtime(dst, meta.modified()?)?;
     std::fs::set_permissions(dst, meta.permissions())?;
     Ok(())
+}
+
+/// Gives `to` the owner of `from` (not following symlinks), where this process may.
+fn keep_owner(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(from)?;
+    match std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
+    }
 }
 
 fn set_mtime(path: &Path, modified: std::time::SystemTime) -> io::Result<()> {
