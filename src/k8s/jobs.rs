@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Secret,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, ObjectMeta, PostParams, PropagationPolicy};
@@ -77,17 +77,20 @@ impl ProductJob {
         format!("{}-env", self.name)
     }
 
-    /// Least privilege: control jobs run as a non-root user. A data mover runs as root with only
-    /// the capabilities its volume needs: reading every file (backup, verify), or writing files of
-    /// any owner with their modes and times (restore).
+    /// Least privilege: control jobs run as a non-root user with no capabilities (Pod Security
+    /// `restricted`). A data mover runs as root with only the capabilities its volume needs, all
+    /// of them within Pod Security `baseline`: reading every file of any owner (backup, verify:
+    /// `DAC_OVERRIDE` on a read-only mount, where it cannot write), or writing files of any owner
+    /// with their owners, modes and times (restore). Every pod has the runtime's default seccomp
+    /// profile.
     fn security_context(&self) -> SecurityContext {
         let capabilities = |add: &[&str]| Capabilities {
-            add: Some(add.iter().map(|c| c.to_string()).collect()),
+            add: (!add.is_empty()).then(|| add.iter().map(|c| c.to_string()).collect()),
             drop: Some(vec!["ALL".into()]),
         };
         let (user, non_root, caps) = match &self.mount {
             None => (65532, true, capabilities(&[])),
-            Some(m) if m.read_only => (0, false, capabilities(&["DAC_READ_SEARCH"])),
+            Some(m) if m.read_only => (0, false, capabilities(&["DAC_OVERRIDE"])),
             Some(_) => (0, false, capabilities(&["DAC_OVERRIDE", "FOWNER", "CHOWN"])),
         };
         SecurityContext {
@@ -96,6 +99,10 @@ impl ProductJob {
             run_as_user: Some(user),
             run_as_non_root: Some(non_root),
             capabilities: Some(caps),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
             ..Default::default()
         }
     }
@@ -289,5 +296,55 @@ impl ProductJob {
             }
         }
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The capabilities Pod Security `baseline` lets a container add.
+    const BASELINE_CAPABILITIES: &[&str] = &[
+        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+        "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    ];
+
+    fn job(mount: Option<Mount>) -> SecurityContext {
+        ProductJob {
+            namespace: "ns".into(),
+            name: "j".into(),
+            args: vec![],
+            secret_env: BTreeMap::new(),
+            mount,
+            node_name: None,
+            labels: BTreeMap::new(),
+            timeout: Duration::from_secs(1),
+        }
+        .security_context()
+    }
+
+    fn added(c: &SecurityContext) -> Vec<String> {
+        c.capabilities.as_ref().and_then(|c| c.add.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn control_jobs_pass_restricted_and_data_movers_baseline() {
+        let control = job(None);
+        // restricted: non-root, no escalation, every capability dropped, a seccomp profile.
+        assert_eq!(control.run_as_non_root, Some(true));
+        assert_eq!(control.allow_privilege_escalation, Some(false));
+        assert_eq!(control.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_string()]));
+        assert!(added(&control).is_empty());
+        for mover in [
+            job(None),
+            job(Some(Mount { claim: "c".into(), path: "/data".into(), read_only: true })),
+            job(Some(Mount { claim: "c".into(), path: "/data".into(), read_only: false })),
+        ] {
+            assert_eq!(mover.seccomp_profile.as_ref().map(|p| p.type_.as_str()), Some("RuntimeDefault"));
+            assert_eq!(mover.allow_privilege_escalation, Some(false));
+            for cap in added(&mover) {
+                assert!(BASELINE_CAPABILITIES.contains(&cap.as_str()), "{cap} is refused by Pod Security baseline");
+            }
+        }
     }
 }
