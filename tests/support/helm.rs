@@ -100,8 +100,8 @@ pub fn lint(chart: &str) -> HelmRun {
 }
 
 /// `helm template k10-restore CHART -n NAMESPACE --set k=v ...`: the rendered objects, one YAML value
-/// per document (empty documents dropped), or the error Helm reported (a schema refusal, a failed
-/// `required`, a template error).
+/// per document (empty documents dropped), in the order `helm install` creates them; or the error
+/// Helm reported (a schema refusal, a failed `required`, a template error).
 pub fn template(chart: &str, namespace: &str, sets: &[(&str, &str)]) -> Result<Vec<serde_yaml::Value>, String> {
     let mut args = vec!["--name".to_string(), RELEASE.to_string(), "--namespace".to_string(), namespace.to_string()];
     for (key, value) in sets {
@@ -112,8 +112,24 @@ pub fn template(chart: &str, namespace: &str, sets: &[(&str, &str)]) -> Result<V
     if !run.success() {
         return Err(run.stderr);
     }
-    documents(&run.stdout)
+    let mut docs = documents(&run.stdout)?;
+    // In the order `helm install` creates them, so that a Job never waits for its ServiceAccount.
+    docs.sort_by_key(|d| {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        INSTALL_ORDER.iter().position(|k| *k == kind).unwrap_or(INSTALL_ORDER.len())
+    });
+    Ok(docs)
 }
+
+/// Helm's install order of kinds (`releaseutil.InstallOrder`); other kinds come last.
+const INSTALL_ORDER: &[&str] = &[
+    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
+    "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass",
+    "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList",
+    "ClusterRoleBinding", "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service",
+    "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler",
+    "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress", "APIService",
+];
 
 /// Every non-empty document of a YAML stream.
 pub fn documents(yaml: &str) -> Result<Vec<serde_yaml::Value>, String> {
