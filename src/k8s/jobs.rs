@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Secret,
+    Capabilities, Event, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Secret,
     SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, ObjectMeta, PostParams, PropagationPolicy};
 
 use super::{Cluster, K8sError};
+
+/// How long a pod may stay unschedulable before the wait gives up (a scheduler may need a
+/// moment, a volume a provisioner).
+pub const SCHEDULING_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The ServiceAccount `kubectl k10 install` creates in kasten-io.
 pub const SERVICE_ACCOUNT: &str = "k10";
@@ -53,6 +57,13 @@ pub enum JobError {
         name: String,
         reason: String,
         log: String,
+    },
+    #[error("job {namespace}/{name} cannot run: {reason}; {advice}")]
+    CannotStart {
+        namespace: String,
+        name: String,
+        reason: String,
+        advice: String,
     },
     #[error("job {namespace}/{name} did not finish within {seconds} s; it was stopped")]
     TimedOut {
@@ -248,7 +259,10 @@ impl ProductJob {
                 .await;
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let started = tokio::time::Instant::now();
+        let mut round = 0u64;
         loop {
+            round += 1;
             let job = jobs
                 .get(&self.name)
                 .await
@@ -271,6 +285,19 @@ impl ProductJob {
                     log: self.log(cluster).await,
                 });
             }
+            // Every 3 s: why the pod does not run, if the cluster says it cannot.
+            let why = match round % 10 {
+                1 => self.cannot_start(cluster, started.elapsed()).await,
+                _ => None,
+            };
+            if let Some((reason, advice)) = why {
+                return Err(JobError::CannotStart {
+                    namespace: self.namespace.clone(),
+                    name: self.name.clone(),
+                    reason,
+                    advice,
+                });
+            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(JobError::TimedOut {
                     namespace: self.namespace.clone(),
@@ -280,6 +307,54 @@ impl ProductJob {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    /// Why the Job's pod cannot run, if the cluster says so: refused at admission (the Job's
+    /// `FailedCreate` events, such as Pod Security), not schedulable for longer than
+    /// [`SCHEDULING_PATIENCE`] (`FailedScheduling`, such as an unbound claim), or an image that
+    /// cannot be pulled. With what to do. (A read that fails is no answer: the wait goes on.)
+    async fn cannot_start(&self, cluster: &Cluster, waited: Duration) -> Option<(String, String)> {
+        let events: Api<Event> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let about = |name: &str| ListParams::default().fields(&format!("involvedObject.name={name}"));
+        let job_events = events.list(&about(&self.name)).await.ok()?.items;
+        if let Some(e) = job_events.iter().rev().find(|e| e.reason.as_deref() == Some("FailedCreate")) {
+            let advice = if e.message.as_deref().unwrap_or_default().contains("PodSecurity") {
+                format!("the namespace {}'s Pod Security level (label pod-security.kubernetes.io/enforce) refuses the product's pod: see the README's Pod Security section", self.namespace)
+            } else {
+                "fix what the cluster names and run again".to_string()
+            };
+            return Some((e.message.clone().unwrap_or_default(), advice));
+        }
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let list = pods.list(&ListParams::default().labels(&format!("job-name={}", self.name))).await.ok()?;
+        for pod in list.items {
+            let waiting = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+                .find(|w| matches!(w.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "CreateContainerConfigError")));
+            if let Some(w) = waiting {
+                return Some((
+                    format!("{}: {}", w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()),
+                    "check the image (K10_IMAGE) and that the cluster can pull it".into(),
+                ));
+            }
+            if waited < SCHEDULING_PATIENCE {
+                continue;
+            }
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let pod_events = events.list(&about(&name)).await.ok()?.items;
+            if let Some(e) = pod_events.iter().rev().find(|e| e.reason.as_deref() == Some("FailedScheduling")) {
+                return Some((
+                    format!("its pod {name} cannot be scheduled: {}", e.message.clone().unwrap_or_default()),
+                    "a claim that cannot bind needs a PersistentVolume (or a StorageClass) that can serve it".into(),
+                ));
+            }
+        }
+        None
     }
 
     /// The Job's pod log (empty when it cannot be read).

@@ -75,9 +75,49 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
             &job_name,
             json!({"startTime": start_time, "active": 1, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}}),
         );
+        // Pod Security admission refuses the pod: the Job controller reports it on the Job and
+        // the Job stays active without a pod.
+        let level = state
+            .get_object("", "namespaces", "", &namespace)
+            .and_then(super::podsecurity::enforced);
+        if let Some(why) = level.and_then(|l| super::podsecurity::violation(&l, &job["spec"]["template"]["spec"])) {
+            let pod = format!("{job_name}-{}", random_suffix());
+            let message = format!("Error creating: pods \"{pod}\" is forbidden: {why}");
+            warning(&mut state, &namespace, &job, "FailedCreate", &message, "job-controller");
+            return;
+        }
         let Some(pod) = create_pod(&mut state, &job) else {
             return;
         };
+        // A claim that is not bound keeps the pod from being scheduled: it stays Pending.
+        let unbound: Vec<String> = pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+            .filter(|c| {
+                state
+                    .get_object("", "persistentvolumeclaims", &namespace, c)
+                    .is_some_and(|claim| claim["status"]["phase"] != "Bound")
+            })
+            .map(str::to_string)
+            .collect();
+        if !unbound.is_empty() {
+            let message = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+            warning(&mut state, &namespace, &pod, "FailedScheduling", message, "default-scheduler");
+            let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+            state.set_status(
+                "",
+                "pods",
+                &namespace,
+                &pod_name,
+                json!({"phase": "Pending", "qosClass": "BestEffort", "conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                    "lastTransitionTime": now_rfc3339(),
+                }]}),
+            );
+            return;
+        }
         let plan = prepare(&mut state, &shared, &namespace, &pod);
         (job, pod, plan)
     };
@@ -234,6 +274,40 @@ async fn copy_into<R: tokio::io::AsyncRead + Unpin>(mut reader: R, log: Arc<Mute
             Ok(n) => append(&log, &buf[..n]),
         }
     }
+}
+
+/// A Warning event about `object` (a Job or a Pod), as the component that saw the problem
+/// records it.
+fn warning(state: &mut State, namespace: &str, object: &Value, reason: &str, message: &str, component: &str) {
+    let Some(events) = state.find_resource("", "events") else {
+        return;
+    };
+    let kind = if object["spec"]["template"].is_object() { ("batch/v1", "Job") } else { ("v1", "Pod") };
+    let name = object["metadata"]["name"].as_str().unwrap_or("");
+    let now = now_rfc3339();
+    let event = json!({
+        "metadata": {"generateName": format!("{name}.")},
+        "involvedObject": {
+            "apiVersion": kind.0,
+            "kind": kind.1,
+            "name": name,
+            "namespace": namespace,
+            "uid": object["metadata"]["uid"].clone(),
+        },
+        "type": "Warning",
+        "reason": reason,
+        "message": message,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    });
+    let internal = WriteOpts {
+        internal: true,
+        ..WriteOpts::default()
+    };
+    let _ = state.create(&events, Some(namespace), event, &internal);
 }
 
 /// Creates the Job's pod: `<job>-<5 letters>`, owned by the Job, phase Pending.

@@ -226,6 +226,7 @@ mod kubelet;
 mod objects;
 mod openapi;
 mod patch;
+mod podsecurity;
 mod protobuf;
 mod selectors;
 mod snapshots;
