@@ -56,6 +56,9 @@ fn forged_records(now: Time) -> Vec<(String, Vec<u8>)> {
         out.push((format!("{MAINTENANCE}forged-{i}.json"), format!(r#"{{"until":"{now}","protectionDays":{days}}}"#).into_bytes()));
     }
     out.push((format!("{MAINTENANCE}garbage.json"), vec![0xff; 64]));
+    // And beside the repository's own files, where maintenance does look.
+    out.push((format!("{REPO}maintenance/ledger-p{}.json", u32::MAX), format!(r#"{{"until":"{far}","protectionDays":{}}}"#, u32::MAX).into_bytes()));
+    out.push((format!("{REPO}locks/{}", "0".repeat(64)), b"{}".to_vec()));
     out.push((format!("{MAINTENANCE}-p.json"), b"not json".to_vec()));
     out
 }

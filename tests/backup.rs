@@ -378,6 +378,13 @@ async fn claims_without_a_usable_class_are_read_live_and_come_back_as_they_were(
         "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: retired}}\nprovisioner: {STANDARD_PROVISIONER}\n"
     ));
     f.kubectl(&["create", "namespace", "static"]);
+    // The volume a claim of class "" binds to: made by hand.
+    let volume_by_hand = |name: &str| {
+        f.kubectl_apply(&format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  storageClassName: \"\"\n  hostPath: {{path: /srv/{name}}}\n"
+        ))
+    };
+    volume_by_hand("by-hand-1");
     let claim = |name: &str, class: Option<&str>| {
         let class = class.map(|c| format!("  storageClassName: \"{c}\"\n")).unwrap_or_default();
         format!(
@@ -434,6 +441,16 @@ async fn claims_without_a_usable_class_are_read_live_and_come_back_as_they_were(
         .find(|c| c["spec"]["sourceNamespace"] == "static")
         .expect("a restore point of static");
     let name = content["metadata"]["name"].as_str().unwrap().to_string();
+    // No volume for the statically bound claim: its data cannot be restored, and the restore
+    // says so within a minute (not after hours of waiting).
+    let started = std::time::Instant::now();
+    let failed = f.k10.run(&["restore", &name, "--wait"]);
+    let failed = failed.fails_with(&["cannot be scheduled", "unbound immediate PersistentVolumeClaims", "needs a PersistentVolume"]);
+    println!("{}\n(after {:?})", failed.stderr, started.elapsed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+    // With a volume made for it, the restore brings everything back.
+    f.kubectl(&["delete", "namespace", "static"]);
+    volume_by_hand("by-hand-2");
     f.k10.run(&["restore", &name, "--wait"]).ok();
     assert_eq!(classes(), before);
     for claim in ["bound-by-hand", "no-class", "class-gone"] {

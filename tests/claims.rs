@@ -112,3 +112,18 @@ async fn a_claim_left_by_a_dead_run_is_taken_over_by_exactly_one() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     outcome(race(&cluster, &store), &store, false).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hidden_config_is_never_replaced_by_a_second_one() {
+    let server = ApiServer::start_in_background(ApiServerOptions::default());
+    let cluster = cluster(&server).await;
+    let store = Arc::new(MemoryStorage::new());
+    let (_, first) = open_or_create(&cluster, store.clone(), PREFIX, "the passphrase").await.unwrap();
+    assert_eq!(first, Opened::Created);
+    // Someone hides the config behind a delete marker.
+    store.delete(&format!("{PREFIX}config")).await.unwrap();
+    let err = open_or_create(&cluster, store.clone(), PREFIX, "the passphrase").await.unwrap_err();
+    assert!(err.to_string().contains("has a config behind a delete marker"), "{err}");
+    let configs: Vec<_> = store.list_versions(&format!("{PREFIX}config")).await.unwrap().into_iter().filter(|v| !v.delete_marker).collect();
+    assert_eq!(configs.len(), 1, "{configs:?}");
+}

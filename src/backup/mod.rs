@@ -57,6 +57,8 @@ pub enum BackupError {
         holder: String,
         since: String,
     },
+    #[error("the repository at {repository} has a config behind a delete marker: someone hid it (k10 never deletes one), and a second config would make the repository unreadable. Restore from a point in time before that; to back up again, copy the config's newest genuine version back over it (or use another bucket)")]
+    ConfigHidden { repository: String },
     #[error(transparent)]
     Job(#[from] JobError),
     #[error(transparent)]
@@ -210,7 +212,7 @@ pub enum Opened {
 /// [`INIT_WAIT`]; they never create it themselves.
 pub async fn open_or_create(
     cluster: &Cluster,
-    store: std::sync::Arc<dyn crate::objectstore::storage::Storage>,
+    store: std::sync::Arc<dyn crate::objectstore::storage::VersionedStorage>,
     prefix: &str,
     password: &str,
 ) -> Result<(Repo<repo::Writable>, Opened)> {
@@ -225,10 +227,16 @@ pub async fn open_or_create(
             Err(RepoError::NoRepository { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        // A config that ever existed is only hidden (k10 never deletes one): a second would make
+        // the repository unreadable for as long as both are locked.
+        let config = format!("{prefix}config");
+        if store.list_versions(&config).await?.iter().any(|v| v.key == config && !v.delete_marker) {
+            return Err(BackupError::ConfigHidden { repository: prefix.to_string() });
+        }
         let held = match claim::claim(cluster, &claim_name, &holder, STALE_CLAIM).await? {
-            Claim::Won => {
+            Claim::Won(version) => {
                 let created = Repo::init(store.clone(), prefix, password).await;
-                claim::release(cluster, &claim_name).await;
+                claim::release(cluster, &claim_name, &version).await;
                 match created {
                     Ok(repo) => return Ok((repo, Opened::Created)),
                     // Created by a run that held the claim before us: open it.
@@ -352,7 +360,7 @@ impl NamespaceBackup<'_> {
         let repository = layout::app_repository(self.cluster_id, &uid);
         let secret_name = password_secret_name(&uid);
         let password = claim_repository_password(cluster, &secret_name).await?;
-        let store: std::sync::Arc<dyn crate::objectstore::storage::Storage> = self.storage.clone();
+        let store: std::sync::Arc<dyn crate::objectstore::storage::VersionedStorage> = self.storage.clone();
         let (repo, opened) = open_or_create(cluster, store, &repository, &password).await?;
         match opened {
             Opened::Created => (self.progress)(&format!("namespace {ns}: created its repository {repository}")),

@@ -14,7 +14,7 @@ use crate::api::{Policy, Profile, RestorePoint, RestorePointContent, K10_NAMESPA
 use crate::backup::BackupError;
 use crate::catalog::{self, CatalogError};
 use crate::k8s::{Cluster, K8sError};
-use crate::objectstore::storage::{Storage, StorageError, Time, VersionedStorage};
+use crate::objectstore::storage::{StorageError, Time, VersionedStorage};
 use crate::repo::{layout, ReadOnly, Repo, RepoError};
 
 pub const DR_POLICY: &str = "k10-disaster-recovery-policy";
@@ -35,8 +35,6 @@ pub enum DrError {
     NothingBefore { at: String, earliest: String },
     #[error("point in time {at} is older than the protection period allows ({days} days: the earliest is {earliest}); choose a later time")]
     TooOld { at: String, days: u32, earliest: String },
-    #[error("point in time {at} is older than this bucket's lock settings let any backup be kept ({days} days: its default retention minus 20; the earliest is {earliest}); choose a later time")]
-    TooOldForBucket { at: String, days: u32, earliest: String },
     #[error("wrong DR passphrase for the catalog of cluster {0:?}: use the passphrase the source cluster's DR policy used")]
     WrongPassphrase(String),
     #[error("the catalog snapshot is unreadable: {0}")]
@@ -167,7 +165,7 @@ pub async fn run(cluster: &Cluster) -> Result<DrRun> {
     let index = serde_json::json!({"clusterID": cluster_id, "drProfile": profile_ref.name});
     documents.push(("index.json".into(), Bytes::from(index.to_string())));
 
-    let store: std::sync::Arc<dyn Storage> = storage.clone();
+    let store: std::sync::Arc<dyn VersionedStorage> = storage.clone();
     let (repo, opened) = match crate::backup::open_or_create(cluster, store, &prefix, &passphrase).await {
         Ok(opened) => opened,
         Err(BackupError::Repo(RepoError::WrongPassword { .. })) => return Err(DrError::WrongPassphrase(cluster_id)),
@@ -247,12 +245,15 @@ async fn open_catalog(
     passphrase: &str,
 ) -> Result<(Repo<ReadOnly>, crate::repo::Snapshot, Vec<String>)> {
     let repo = Repo::<ReadOnly>::open_at(storage.clone(), prefix, at, passphrase).await?;
-    let snap = repo
-        .snapshots()
-        .await?
-        .into_iter()
-        .rfind(|s| s.tags.iter().any(|t| t == DR_TAG))
-        .ok_or_else(|| DrError::Unreadable("the catalog repository holds no DR snapshot".into()))?;
+    // The newest by the store's clock: a snapshot's own time is the writer's word.
+    let mut newest = None;
+    for snap in repo.snapshots().await?.into_iter().filter(|s| s.tags.iter().any(|t| t == DR_TAG)) {
+        let stored = repo.stored_at(&snap.id).await?;
+        if newest.as_ref().is_none_or(|(t, _)| stored >= *t) {
+            newest = Some((stored, snap));
+        }
+    }
+    let (_, snap) = newest.ok_or_else(|| DrError::Unreadable("the catalog repository holds no DR snapshot".into()))?;
     let listing = repo.list_documents(&snap.id).await?;
     if !listing.iter().any(|p| p == "index.json") {
         return Err(DrError::Unreadable(format!("DR snapshot {} has no index.json", snap.id)));
@@ -348,7 +349,7 @@ async fn empty_catalog_warning(repo: &Repo<ReadOnly>, chosen: &crate::repo::Snap
 
 type Opened = (Repo<ReadOnly>, crate::repo::Snapshot, Vec<String>);
 
-/// The catalog as of `t`, with every refusal decided from it and from the store's own settings.
+/// The catalog as of `t`, with every refusal decided from it.
 async fn catalog_as_of(
     storage: &std::sync::Arc<crate::objectstore::s3::S3Storage>,
     prefix: &str,
@@ -359,16 +360,8 @@ async fn catalog_as_of(
 ) -> Result<Opened> {
     let now = chrono::Utc::now();
     let earliest = |days: u32| now - chrono::Duration::days(i64::from(days));
-    // No protection period can exceed what the bucket's lock settings allow (R − 20 days).
-    if let Some(days) = storage.default_retention_days().await.and_then(|r| r.checked_sub(20)) {
-        if t < earliest(days) {
-            return Err(DrError::TooOldForBucket {
-                at: rfc3339(t),
-                days,
-                earliest: rfc3339(earliest(days)),
-            });
-        }
-    }
+    // (The bucket's default retention is no bound: whoever holds the keys may lower it, and
+    // that shortens no lock already set.)
     if t < times[0] {
         return Err(DrError::NothingBefore {
             at: rfc3339(t),

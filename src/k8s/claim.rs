@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 
 use super::{Cluster, K8sError};
 use crate::api::K10_NAMESPACE;
@@ -17,8 +17,8 @@ use crate::api::K10_NAMESPACE;
 /// Who holds a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This run holds it: do the job, then [`release`].
-    Won,
+    /// This run holds it (at this resourceVersion): do the job, then [`release`].
+    Won(String),
     /// Another run holds it, since this time (as that run wrote it).
     Held { holder: String, since: String },
 }
@@ -44,7 +44,7 @@ fn config_map(name: &str, holder: &str, resource_version: Option<String>) -> Con
 pub async fn claim(cluster: &Cluster, name: &str, holder: &str, stale_after: chrono::Duration) -> Result<Claim, K8sError> {
     let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
     match api.create(&PostParams::default(), &config_map(name, holder, None)).await {
-        Ok(_) => return Ok(Claim::Won),
+        Ok(made) => return Ok(Claim::Won(made.metadata.resource_version.unwrap_or_default())),
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(cluster.err(e, format!("create ConfigMap {K10_NAMESPACE}/{name}"))),
     }
@@ -70,7 +70,7 @@ pub async fn claim(cluster: &Cluster, name: &str, holder: &str, stale_after: chr
     let mut takeover = config_map(name, holder, current.metadata.resource_version.clone());
     takeover.metadata.annotations = Some(BTreeMap::from([(TAKEN_OVER.into(), Utc::now().to_rfc3339())]));
     match api.replace(name, &PostParams::default(), &takeover).await {
-        Ok(_) => Ok(Claim::Won),
+        Ok(made) => Ok(Claim::Won(made.metadata.resource_version.unwrap_or_default())),
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(Claim::Held { holder: "another run that took it over".into(), since: Utc::now().to_rfc3339() }),
         Err(e) => Err(cluster.err(e, format!("take over ConfigMap {K10_NAMESPACE}/{name}"))),
     }
@@ -79,11 +79,18 @@ pub async fn claim(cluster: &Cluster, name: &str, holder: &str, stale_after: chr
 /// When a stale claim was taken over (an annotation: `creationTimestamp` stays the first one's).
 const TAKEN_OVER: &str = "k10.kasten.io/taken-over-at";
 
-/// Gives a won claim back once its job is done (best effort: a leftover claim only makes a later
-/// run find the job done).
-pub async fn release(cluster: &Cluster, name: &str) {
+/// Gives a won claim back once its job is done, unless another run has taken it over since
+/// (best effort: a leftover claim only makes a later run find the job done).
+pub async fn release(cluster: &Cluster, name: &str, resource_version: &str) {
     let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
-    if let Err(e) = api.delete(name, &Default::default()).await {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: Some(resource_version.to_string()),
+            uid: None,
+        }),
+        ..Default::default()
+    };
+    if let Err(e) = api.delete(name, &params).await {
         tracing::warn!("could not release claim {K10_NAMESPACE}/{name}: {e}");
     }
 }

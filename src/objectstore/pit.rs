@@ -150,7 +150,15 @@ impl PointInTime {
         let found = cell
             .get_or_try_init(|| async {
                 for candidate in self.candidates(key)? {
-                    let data = self.inner.get_version(key, &candidate.version_id, None).await?;
+                    let data = match self.inner.get_version(key, &candidate.version_id, None).await {
+                        Ok(data) => data,
+                        Err(e) if e.is_outage() => return Err(e),
+                        // Gone since the listing, or refused: not this version.
+                        Err(e) => {
+                            self.skipped.lock().unwrap().push(format!("{key} version {}: unreadable ({e})", candidate.version_id));
+                            continue;
+                        }
+                    };
                     let actual = Sha256::digest(&data);
                     if hex(&actual) == digest {
                         self.cache.lock().unwrap().put(key, data);
@@ -217,8 +225,15 @@ impl Storage for PointInTime {
         }
     }
 
+    /// For a content-addressed key, the version that matches its address (so that a time taken
+    /// from it is the genuine write's).
     async fn stat(&self, key: &str) -> Result<ObjectInfo> {
-        Ok(self.candidates(key)?[0].clone())
+        let candidates = self.candidates(key)?;
+        let Some(digest) = self.content_address.and_then(|address| address(key)) else {
+            return Ok(candidates[0].clone());
+        };
+        let version_id = self.verified_version(key, digest).await?;
+        Ok(candidates.iter().find(|c| c.version_id == version_id).cloned().unwrap_or_else(|| candidates[0].clone()))
     }
 
     async fn put(&self, key: &str, _data: Bytes) -> Result<String> {

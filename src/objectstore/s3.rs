@@ -79,13 +79,18 @@ impl S3Storage {
                     store: self.describe(),
                 }
             }
-            // The store failing (500, 503 SlowDown, ...) is an outage, not an answer about the data.
-            Failure::Service { status, .. } if *status >= 500 => StorageError::Unavailable {
-                op,
-                key: key.to_string(),
-                store: self.describe(),
-                reason: failure.to_string(),
-            },
+            // The store failing or throttling (5xx, 429, SlowDown, RequestTimeout) is an outage,
+            // not an answer about the data.
+            Failure::Service { status, code, .. }
+                if *status >= 500 || *status == 429 || matches!(code.as_str(), "RequestTimeout" | "SlowDown" | "Throttling") =>
+            {
+                StorageError::Unavailable {
+                    op,
+                    key: key.to_string(),
+                    store: self.describe(),
+                    reason: failure.to_string(),
+                }
+            }
             Failure::Service { .. } => StorageError::Refused {
                 op,
                 key: key.to_string(),
@@ -110,36 +115,40 @@ impl S3Storage {
         }
     }
 
-    /// Whether this store's version ids carry its write time: decided once, by writing a probe
-    /// version and comparing its id with its `LastModified`. A store that refuses the probe (a
-    /// read-only key, say) gets no trust in its ids: `LastModified` alone dates its versions. An
-    /// outage is an error, not an answer (it is not remembered).
+    /// Whether this store's version ids carry its write time: decided once per process, by
+    /// writing a probe version (under a fresh random key, so that nobody can prepare a clash)
+    /// and comparing its id with its `LastModified`. A probe that cannot be written is an error
+    /// that says so: trusting no id would silently hide every version whose lock was extended.
     async fn ids_carry_write_time(&self) -> Result<bool> {
         self.version_clock
             .get_or_try_init(|| async {
+                let key = format!("{PROBE_PREFIX}{}", &crate::repo::new_password()[..16]);
                 let probe = async {
-                    let version_id = self.put(PROBE_KEY, Bytes::from_static(b"k10: do version ids carry the write time?")).await?;
+                    let version_id = self.put(&key, Bytes::from_static(b"k10: do version ids carry the write time?")).await?;
                     self.count();
                     let head = self
                         .store
                         .client
                         .head_object()
                         .bucket(self.bucket())
-                        .key(PROBE_KEY)
+                        .key(&key)
                         .version_id(&version_id)
                         .send()
                         .await
-                        .map_err(|e| self.error("stat", PROBE_KEY, e))?;
+                        .map_err(|e| self.error("stat", &key, e))?;
                     Ok::<bool, StorageError>(id_carries_write_time(&version_id, to_time(head.last_modified())))
                 };
-                match probe.await {
-                    Err(e) if e.is_outage() => Err(e),
-                    Err(e) => {
-                        tracing::warn!("cannot tell whether {}'s version ids carry write times ({e}): dating versions by LastModified", self.describe());
-                        Ok(false)
-                    }
-                    Ok(trusted) => Ok(trusted),
-                }
+                probe.await.map_err(|e| match e {
+                    e if e.is_outage() => e,
+                    e => StorageError::Refused {
+                        op: "probe",
+                        key: key.clone(),
+                        store: self.describe(),
+                        reason: format!(
+                            "{e}; this store's version ids look like SeaweedFS's, which date versions whose locks were extended: k10 checks that with one small write, which needs permission to write under {PROBE_PREFIX}"
+                        ),
+                    },
+                })
             })
             .await
             .copied()
@@ -217,8 +226,8 @@ fn id_carries_write_time(version_id: &str, last_modified: Time) -> bool {
     decode_version_time(version_id).is_some_and(|t| (t - last_modified).num_milliseconds().abs() < 2000)
 }
 
-/// Where the probe write goes.
-const PROBE_KEY: &str = "k10/probe/version-clock";
+/// Where probe writes go (one small object per process that reads version listings).
+const PROBE_PREFIX: &str = "k10/probe/version-clock-";
 
 fn to_s3_time(t: Time) -> S3Time {
     S3Time::from_secs(t.timestamp())

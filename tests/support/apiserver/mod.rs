@@ -114,7 +114,15 @@
 //!   annotation `pv.kubernetes.io/provisioned-by` = the class's provisioner), and an empty local
 //!   directory `<volumes_root>/<namespace>/<claim>` (an existing directory is kept as it is),
 //!   except for claims restored from a VolumeSnapshot (see CSI snapshots). The StorageClass
-//!   need not exist. Deleting the claim deletes that directory and the PV, so a deleted
+//!   need not exist. A claim of class `""` is bound statically, as the real PV controller does: to
+//!   the PersistentVolume its `volumeName` names, or to the first PersistentVolume without a class
+//!   that no claim holds; without one it stays Pending (and is not bound later when one appears).
+//!   Pods that mount a claim that is not Bound stay Pending, with a `FailedScheduling` event.
+//! * Pod Security admission: a namespace labelled `pod-security.kubernetes.io/enforce=baseline` or
+//!   `restricted` refuses the pods of Jobs that violate the level (the checks of the standard for
+//!   host namespaces, privileged, capabilities, hostPath and volume types, seccomp, runAsNonRoot,
+//!   runAsUser 0, allowPrivilegeEscalation): the Job gets a `FailedCreate` event and no pod, as from
+//!   the real Job controller. Pods created directly through the API are not checked. Deleting the claim deletes that directory and the PV, so a deleted
 //!   namespace really loses its volume data.
 //! * Jobs are defaulted like the real API (selector on `batch.kubernetes.io/controller-uid`,
 //!   the matching template labels, completions/parallelism/backoffLimit) and refused (422)

@@ -465,6 +465,17 @@ fn provision_claim(state: &State, claim: &mut Value) {
         claim["status"] = json!({"phase": "Pending"});
         return;
     }
+    // An empty class asks for static binding: to the PersistentVolume named in volumeName, or
+    // to any free one without a class; there is no provisioning. None: Pending.
+    if claim["spec"]["storageClassName"] == json!("") {
+        match static_volume(state, claim) {
+            Some(volume) => claim["spec"]["volumeName"] = json!(volume),
+            None => {
+                claim["status"] = json!({"phase": "Pending"});
+                return;
+            }
+        }
+    }
     if claim["spec"]["volumeName"]
         .as_str()
         .is_none_or(str::is_empty)
@@ -477,6 +488,27 @@ fn provision_claim(state: &State, claim: &mut Value) {
         "accessModes": claim["spec"]["accessModes"].clone(),
         "capacity": {"storage": capacity},
     });
+}
+
+/// The PersistentVolume a claim of class `""` binds to: the one it names, or the first without a
+/// class that no claim holds.
+fn static_volume(state: &State, claim: &Value) -> Option<String> {
+    let pv_res = state.find_resource("", "persistentvolumes")?;
+    let pvc_res = state.find_resource("", "persistentvolumeclaims")?;
+    let held: Vec<String> = state
+        .select(&pvc_res, None, &Default::default())
+        .into_iter()
+        .filter_map(|(_, c)| c["spec"]["volumeName"].as_str().map(str::to_string))
+        .collect();
+    let free = |pv: &Value| {
+        let name = pv["metadata"]["name"].as_str().unwrap_or("");
+        pv["spec"]["storageClassName"].as_str().unwrap_or("").is_empty() && !held.iter().any(|h| h == name)
+    };
+    let volumes = state.select(&pv_res, None, &Default::default());
+    match claim["spec"]["volumeName"].as_str().filter(|n| !n.is_empty()) {
+        Some(named) => volumes.iter().any(|(_, pv)| pv["metadata"]["name"] == named).then(|| named.to_string()),
+        None => volumes.iter().find(|(_, pv)| free(pv)).and_then(|(_, pv)| pv["metadata"]["name"].as_str().map(str::to_string)),
+    }
 }
 
 /// A Warning event on a claim that cannot be provisioned, as the CSI external-provisioner emits.

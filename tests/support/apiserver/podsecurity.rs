@@ -73,8 +73,15 @@ pub fn violation(level: &str, spec: &Value) -> Option<String> {
             let adds_other = c["securityContext"]["capabilities"]["add"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|x| x != "NET_BIND_SERVICE"));
-            if !drops_all || adds_other {
-                out.push(format!("unrestricted capabilities (container \"{}\" must set securityContext.capabilities.drop=[\"ALL\"]; container \"{}\" must not include capabilities other than NET_BIND_SERVICE in securityContext.capabilities.add)", name(c), name(c)));
+            let mut unrestricted = Vec::new();
+            if !drops_all {
+                unrestricted.push(format!("container \"{}\" must set securityContext.capabilities.drop=[\"ALL\"]", name(c)));
+            }
+            if adds_other {
+                unrestricted.push(format!("container \"{}\" must not include capabilities other than NET_BIND_SERVICE in securityContext.capabilities.add", name(c)));
+            }
+            if !unrestricted.is_empty() {
+                out.push(format!("unrestricted capabilities ({})", unrestricted.join("; ")));
             }
             let non_root = c["securityContext"]["runAsNonRoot"].as_bool().or(spec["securityContext"]["runAsNonRoot"].as_bool());
             if non_root != Some(true) {
