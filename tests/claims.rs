@@ -126,4 +126,10 @@ async fn a_hidden_config_is_never_replaced_by_a_second_one() {
     assert!(err.to_string().contains("has a config behind a delete marker"), "{err}");
     let configs: Vec<_> = store.list_versions(&format!("{PREFIX}config")).await.unwrap().into_iter().filter(|v| !v.delete_marker).collect();
     assert_eq!(configs.len(), 1, "{configs:?}");
+    // With every file of it hidden (a drill's clean-up), the prefix starts afresh.
+    for o in store.list(PREFIX).await.unwrap() {
+        store.delete(&o.key).await.unwrap();
+    }
+    let (_, again) = open_or_create(&cluster, store.clone(), PREFIX, "the passphrase").await.unwrap();
+    assert_eq!(again, Opened::Created);
 }

@@ -57,7 +57,7 @@ pub enum BackupError {
         holder: String,
         since: String,
     },
-    #[error("the repository at {repository} has a config behind a delete marker: someone hid it (k10 never deletes one), and a second config would make the repository unreadable. Restore from a point in time before that; to back up again, copy the config's newest genuine version back over it (or use another bucket)")]
+    #[error("the repository at {repository} has a config behind a delete marker while its other files are visible: someone hid it (k10 never deletes one), and a second config would make the repository unreadable. Restore from a point in time before that; to back up again, copy the config's newest genuine version back over it (or use another bucket)")]
     ConfigHidden { repository: String },
     #[error(transparent)]
     Job(#[from] JobError),
@@ -227,10 +227,13 @@ pub async fn open_or_create(
             Err(RepoError::NoRepository { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        // A config that ever existed is only hidden (k10 never deletes one): a second would make
-        // the repository unreadable for as long as both are locked.
+        // A config that ever existed is only hidden (k10 never deletes one). While any file of
+        // that repository is still visible, a second config would make the repository
+        // unreadable for as long as both are locked. (Everything hidden, as a drill's clean-up
+        // leaves it, is a fresh start: views before then still read the old repository.)
         let config = format!("{prefix}config");
-        if store.list_versions(&config).await?.iter().any(|v| v.key == config && !v.delete_marker) {
+        let had_config = store.list_versions(&config).await?.iter().any(|v| v.key == config && !v.delete_marker);
+        if had_config && !store.list(prefix).await?.is_empty() {
             return Err(BackupError::ConfigHidden { repository: prefix.to_string() });
         }
         let held = match claim::claim(cluster, &claim_name, &holder, STALE_CLAIM).await? {
