@@ -130,27 +130,20 @@ pub fn password_secret_name(namespace_uid: &str) -> String {
 /// A namespace repository's password, read from its Secret (None when the Secret or its key is
 /// missing).
 pub async fn repository_password(cluster: &Cluster, name: &str) -> Result<Option<String>> {
-    Ok(read_password_secret(cluster, name).await?.map(|(password, _)| password).filter(|p| !p.is_empty()))
+    Ok(read_password_secret(cluster, name).await?.filter(|p| !p.is_empty()))
 }
 
-async fn read_password_secret(cluster: &Cluster, name: &str) -> Result<Option<(String, Option<chrono::DateTime<Utc>>)>> {
+async fn read_password_secret(cluster: &Cluster, name: &str) -> Result<Option<String>> {
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
-    let Some(secret) = secrets
+    let secret = secrets
         .get_opt(name)
         .await
-        .map_err(|e| cluster.err(e, format!("read Secret {K10_NAMESPACE}/{name}")))?
-    else {
-        return Ok(None);
-    };
-    let created = secret
-        .metadata
-        .creation_timestamp
-        .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32));
-    let password = secret
-        .data
-        .and_then(|d| d.get("password").map(|b| String::from_utf8_lossy(&b.0).into_owned()))
-        .unwrap_or_default();
-    Ok(Some((password, created)))
+        .map_err(|e| cluster.err(e, format!("read Secret {K10_NAMESPACE}/{name}")))?;
+    Ok(secret.map(|s| {
+        s.data
+            .and_then(|d| d.get("password").map(|b| String::from_utf8_lossy(&b.0).into_owned()))
+            .unwrap_or_default()
+    }))
 }
 
 /// Reads the repository's password, or creates its Secret with a new random one. Of two runs
@@ -159,7 +152,7 @@ pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<
     let missing = || K8sError::NotFound {
         what: format!("key `password` in Secret {K10_NAMESPACE}/{name}"),
     };
-    if let Some((password, _)) = read_password_secret(cluster, name).await? {
+    if let Some(password) = read_password_secret(cluster, name).await? {
         if password.is_empty() {
             return Err(missing().into());
         }
@@ -180,7 +173,7 @@ pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<
     match secrets.create(&PostParams::default(), &secret).await {
         Ok(_) => Ok(password),
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            let (password, _) = read_password_secret(cluster, name).await?.filter(|(p, _)| !p.is_empty()).ok_or_else(missing)?;
+            let password = read_password_secret(cluster, name).await?.filter(|p| !p.is_empty()).ok_or_else(missing)?;
             Ok(password)
         }
         Err(e) => Err(cluster.err(e, format!("create Secret {K10_NAMESPACE}/{name}")).into()),

@@ -243,7 +243,7 @@ async fn open_catalog(
     prefix: &str,
     at: Time,
     passphrase: &str,
-) -> Result<(Repo<ReadOnly>, crate::repo::Snapshot, Vec<String>)> {
+) -> Result<Catalog> {
     let repo = Repo::<ReadOnly>::open_at(storage.clone(), prefix, at, passphrase).await?;
     // The newest by the store's clock: a snapshot's own time is the writer's word.
     let mut newest = None;
@@ -347,7 +347,8 @@ async fn empty_catalog_warning(repo: &Repo<ReadOnly>, chosen: &crate::repo::Snap
     Ok(None)
 }
 
-type Opened = (Repo<ReadOnly>, crate::repo::Snapshot, Vec<String>);
+/// A catalog opened as of a time: the repository, its DR snapshot, that snapshot's documents.
+type Catalog = (Repo<ReadOnly>, crate::repo::Snapshot, Vec<String>);
 
 /// The catalog as of `t`, with every refusal decided from it.
 async fn catalog_as_of(
@@ -357,7 +358,7 @@ async fn catalog_as_of(
     t: Time,
     passphrase: &str,
     id: &str,
-) -> Result<Opened> {
+) -> Result<Catalog> {
     let now = chrono::Utc::now();
     let earliest = |days: u32| now - chrono::Duration::days(i64::from(days));
     // (The bucket's default retention is no bound: whoever holds the keys may lower it, and
@@ -402,7 +403,7 @@ async fn newest_readable(
     times: &[Time],
     passphrase: &str,
     id: &str,
-) -> Result<(Opened, Vec<String>)> {
+) -> Result<(Catalog, Vec<String>)> {
     // Key files as of each time: a set of keys the passphrase did not open is not tried again
     // (each try costs a slow key derivation).
     let key_versions = storage.list_versions(&format!("{prefix}keys/")).await?;
