@@ -10,11 +10,8 @@ use std::sync::Arc;
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectLockRetentionMode};
 use bytes::Bytes;
-use k10::objectstore::lock::ProtectionPeriod;
 use k10::objectstore::memory::MemoryStorage;
-use k10::objectstore::s3::S3Storage;
 use k10::objectstore::storage::{Time, VersionedStorage};
-use k10::objectstore::{Credentials, Location, ObjectStore};
 use k10::repo::{ReadOnly, Repo};
 use support::s3::{self, Retention};
 use support::tree;
@@ -72,17 +69,7 @@ async fn seaweedfs() {
     let env = s3::env();
     let bucket = s3::unique_bucket("forgery");
     env.create_locked_bucket(&bucket, Some((ObjectLockRetentionMode::Compliance, Retention::Days(60)))).await;
-    let location = Location {
-        endpoint: Some(env.endpoint.clone()),
-        region: env.region.clone(),
-        bucket: bucket.clone(),
-        skip_ssl_verify: false,
-    };
-    let credentials = Credentials {
-        access_key_id: env.access_key.clone(),
-        secret_access_key: env.secret_key.clone(),
-    };
-    let store = Arc::new(S3Storage::new(ObjectStore::connect(&location, &credentials).unwrap(), Some(ProtectionPeriod::from_days(30).unwrap())));
+    let store = env.storage(&bucket, Some(30));
     let ids = protect(store.clone()).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let forged = forge_every_file(store.as_ref()).await;

@@ -86,6 +86,23 @@ pub fn unique_bucket(prefix: &str) -> String {
 }
 
 impl S3Env {
+    /// k10's storage on `bucket`; writes locked for P + 20 days with a protection period of P days.
+    pub fn storage(&self, bucket: &str, protection_days: Option<u32>) -> std::sync::Arc<k10::objectstore::s3::S3Storage> {
+        use k10::objectstore::{lock::ProtectionPeriod, s3::S3Storage, Credentials as Keys, Location, ObjectStore};
+        let location = Location {
+            endpoint: Some(self.endpoint.clone()),
+            region: self.region.clone(),
+            bucket: bucket.to_string(),
+            skip_ssl_verify: false,
+        };
+        let keys = Keys {
+            access_key_id: self.access_key.clone(),
+            secret_access_key: self.secret_key.clone(),
+        };
+        let period = protection_days.map(|d| ProtectionPeriod::from_days(d).unwrap());
+        std::sync::Arc::new(S3Storage::new(ObjectStore::connect(&location, &keys).unwrap(), period))
+    }
+
     pub fn client(&self) -> aws_sdk_s3::Client {
         self.client_with(&self.access_key, &self.secret_key)
     }

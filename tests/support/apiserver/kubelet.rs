@@ -83,7 +83,7 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
         if let Some(why) = level.and_then(|l| super::podsecurity::violation(&l, &job["spec"]["template"]["spec"])) {
             let pod = format!("{job_name}-{}", random_suffix());
             let message = format!("Error creating: pods \"{pod}\" is forbidden: {why}");
-            warning(&mut state, &namespace, &job, "FailedCreate", &message, "job-controller");
+            super::objects::warning_event(&mut state, ("batch/v1", "Job"), &job, "FailedCreate", &message, "job-controller");
             return;
         }
         let Some(pod) = create_pod(&mut state, &job) else {
@@ -104,7 +104,7 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
             .collect();
         if !unbound.is_empty() {
             let message = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
-            warning(&mut state, &namespace, &pod, "FailedScheduling", message, "default-scheduler");
+            super::objects::warning_event(&mut state, ("v1", "Pod"), &pod, "FailedScheduling", message, "default-scheduler");
             let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
             state.set_status(
                 "",
@@ -274,40 +274,6 @@ async fn copy_into<R: tokio::io::AsyncRead + Unpin>(mut reader: R, log: Arc<Mute
             Ok(n) => append(&log, &buf[..n]),
         }
     }
-}
-
-/// A Warning event about `object` (a Job or a Pod), as the component that saw the problem
-/// records it.
-fn warning(state: &mut State, namespace: &str, object: &Value, reason: &str, message: &str, component: &str) {
-    let Some(events) = state.find_resource("", "events") else {
-        return;
-    };
-    let kind = if object["spec"]["template"].is_object() { ("batch/v1", "Job") } else { ("v1", "Pod") };
-    let name = object["metadata"]["name"].as_str().unwrap_or("");
-    let now = now_rfc3339();
-    let event = json!({
-        "metadata": {"generateName": format!("{name}.")},
-        "involvedObject": {
-            "apiVersion": kind.0,
-            "kind": kind.1,
-            "name": name,
-            "namespace": namespace,
-            "uid": object["metadata"]["uid"].clone(),
-        },
-        "type": "Warning",
-        "reason": reason,
-        "message": message,
-        "source": {"component": component},
-        "reportingComponent": component,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    });
-    let internal = WriteOpts {
-        internal: true,
-        ..WriteOpts::default()
-    };
-    let _ = state.create(&events, Some(namespace), event, &internal);
 }
 
 /// Creates the Job's pod: `<job>-<5 letters>`, owned by the Job, phase Pending.

@@ -513,29 +513,43 @@ fn static_volume(state: &State, claim: &Value) -> Option<String> {
 
 /// A Warning event on a claim that cannot be provisioned, as the CSI external-provisioner emits.
 fn claim_event(state: &mut State, claim: &Value, message: &str) {
-    let Some(events) = state.find_resource("", "events") else {
-        return;
-    };
-    let namespace = claim["metadata"]["namespace"].as_str().unwrap_or("");
-    let name = claim["metadata"]["name"].as_str().unwrap_or("");
-    let now = super::now_rfc3339();
     let class = claim["spec"]["storageClassName"].as_str().unwrap_or("");
     let provisioner = snapshots::provisioner_of(state, class)
         .unwrap_or_else(|| super::STANDARD_PROVISIONER.to_string());
+    let message = format!("failed to provision volume with StorageClass {class:?}: {message}");
+    warning_event(state, ("v1", "PersistentVolumeClaim"), claim, "ProvisioningFailed", &message, &provisioner);
+}
+
+/// A Warning event about `object` (of the given apiVersion and kind), as the component that saw
+/// the problem records it.
+pub(super) fn warning_event(
+    state: &mut State,
+    (api_version, kind): (&str, &str),
+    object: &Value,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let Some(events) = state.find_resource("", "events") else {
+        return;
+    };
+    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+    let name = object["metadata"]["name"].as_str().unwrap_or("");
+    let now = super::now_rfc3339();
     let event = json!({
         "metadata": {"generateName": format!("{name}.")},
         "involvedObject": {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
+            "apiVersion": api_version,
+            "kind": kind,
             "name": name,
             "namespace": namespace,
-            "uid": claim["metadata"]["uid"].clone(),
+            "uid": object["metadata"]["uid"].clone(),
         },
         "type": "Warning",
-        "reason": "ProvisioningFailed",
-        "message": format!("failed to provision volume with StorageClass {class:?}: {message}"),
-        "source": {"component": provisioner},
-        "reportingComponent": provisioner,
+        "reason": reason,
+        "message": message,
+        "source": {"component": component},
+        "reportingComponent": component,
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,
@@ -544,7 +558,7 @@ fn claim_event(state: &mut State, claim: &Value, message: &str) {
         internal: true,
         ..WriteOpts::default()
     };
-    let _ = state.create(&events, Some(namespace), event, &internal);
+    let _ = state.create(&events, Some(&namespace), event, &internal);
 }
 
 /// The PersistentVolume behind a freshly provisioned claim.

@@ -950,7 +950,7 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     s.done();
     let recovery_seconds = recovery.elapsed().as_secs_f64();
 
-    s.start("VERIFY: every file byte for byte (content, modes, symlinks, mtimes) and every manifest");
+    s.start("VERIFY: every file byte for byte (content, modes, owners, symlinks, mtimes) and every manifest");
     let restored_manifests = target.manifests(ns)?;
     if restored_manifests != original_manifests {
         let differing: Vec<_> = original_manifests.keys().chain(restored_manifests.keys()).filter(|k| original_manifests.get(*k) != restored_manifests.get(*k)).collect();
