@@ -18,6 +18,9 @@ use super::{Cluster, K8sError};
 /// moment, a volume a provisioner).
 pub const SCHEDULING_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long a finished Job of the product stays (`ttlSecondsAfterFinished`).
+pub const JOB_TTL_SECONDS: i32 = 24 * 3600;
+
 /// The ServiceAccount `kubectl k10 install` creates in kasten-io.
 pub const SERVICE_ACCOUNT: &str = "k10";
 
@@ -166,6 +169,9 @@ impl ProductJob {
             spec: Some(JobSpec {
                 backoff_limit: Some(0),
                 active_deadline_seconds: Some(self.timeout.as_secs() as i64),
+                // A finished Job (and its pod) does not pile up: the cluster removes it after a
+                // day, long enough to read what a background run said.
+                ttl_seconds_after_finished: Some(JOB_TTL_SECONDS),
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some(self.labels.clone()),
@@ -400,6 +406,22 @@ mod tests {
 
     fn added(c: &SecurityContext) -> Vec<String> {
         c.capabilities.as_ref().and_then(|c| c.add.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn every_job_is_removed_a_day_after_it_finished() {
+        let job = ProductJob {
+            namespace: "ns".into(),
+            name: "j".into(),
+            args: vec![],
+            secret_env: BTreeMap::new(),
+            mount: None,
+            node_name: None,
+            labels: BTreeMap::new(),
+            timeout: Duration::from_secs(1),
+        }
+        .job();
+        assert_eq!(job.spec.and_then(|s| s.ttl_seconds_after_finished), Some(86_400));
     }
 
     #[test]
