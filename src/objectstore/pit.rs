@@ -47,27 +47,32 @@ pub struct PointInTime {
     skipped: Mutex<Vec<String>>,
 }
 
+/// Verified contents, oldest evicted first.
 #[derive(Debug, Default)]
 struct Cache {
-    entries: VecDeque<(String, Bytes)>,
+    entries: HashMap<String, Bytes>,
+    order: VecDeque<String>,
     bytes: usize,
 }
 
 impl Cache {
     fn get(&self, key: &str) -> Option<Bytes> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, d)| d.clone())
+        self.entries.get(key).cloned()
     }
 
     fn put(&mut self, key: &str, data: Bytes) {
-        if data.len() > CACHE_BYTES || self.get(key).is_some() {
+        if data.len() > CACHE_BYTES || self.entries.contains_key(key) {
             return;
         }
         while self.bytes + data.len() > CACHE_BYTES {
-            let Some((_, old)) = self.entries.pop_front() else { break };
-            self.bytes -= old.len();
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(d) = self.entries.remove(&old) {
+                self.bytes -= d.len();
+            }
         }
         self.bytes += data.len();
-        self.entries.push_back((key.to_string(), data));
+        self.order.push_back(key.to_string());
+        self.entries.insert(key.to_string(), data);
     }
 }
 
@@ -242,5 +247,25 @@ impl Storage for PointInTime {
 
     async fn delete(&self, key: &str) -> Result<()> {
         Err(self.read_only("delete", key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_the_newest_within_its_bound() {
+        let mut cache = Cache::default();
+        let big = Bytes::from(vec![0u8; 40 << 20]);
+        cache.put("a", big.clone());
+        cache.put("b", big.clone());
+        assert!(cache.get("a").is_none(), "the oldest goes first");
+        assert_eq!(cache.get("b").map(|d| d.len()), Some(40 << 20));
+        cache.put("small", Bytes::from_static(b"x"));
+        assert_eq!(cache.bytes, (40 << 20) + 1);
+        // Larger than the whole cache: not kept, nothing evicted for it.
+        cache.put("huge", Bytes::from(vec![0u8; CACHE_BYTES + 1]));
+        assert!(cache.get("huge").is_none() && cache.get("b").is_some());
     }
 }
