@@ -59,6 +59,8 @@ pub fn cluster_role() -> ClusterRole {
             rule(&["config.kio.kasten.io"], &["profiles", "policies", "profiles/status", "policies/status"], &["patch", "update"]),
             rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["patch"]),
             rule(&[""], &["namespaces", "serviceaccounts"], &["patch"]),
+            // Taking over a stale claim to create a repository (a conditional replace).
+            rule(&[""], &["configmaps"], &["update"]),
         ]),
         ..Default::default()
     }

@@ -55,7 +55,8 @@ pub async fn claim(cluster: &Cluster, name: &str, holder: &str, stale_after: chr
     let data = current.data.clone().unwrap_or_default();
     let holder_now = data.get("holder").cloned().unwrap_or_default();
     let since = data.get("since").cloned().unwrap_or_default();
-    // The server's own time of the claim decides staleness, not the holder's word.
+    // The server's time of the claim decides staleness (or that of its last takeover, as the
+    // run that took it over wrote it), not what the holder wrote.
     let created = current
         .metadata
         .creation_timestamp
