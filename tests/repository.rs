@@ -53,6 +53,9 @@ async fn backup_restore_documents_and_forget() {
         })
         .collect();
     assert!(!as_root || owners.len() == 4, "{owners:?}");
+    // Extended attributes too, where the filesystem keeps them (ext4, xfs, btrfs, tmpfs do).
+    let with_xattrs = tree::read(src.path()).entries.values().filter(|e| matches!(e, k10::datamover::tree::Entry::File { xattrs, .. } | k10::datamover::tree::Entry::Dir { xattrs, .. } if !xattrs.is_empty())).count();
+    assert!(with_xattrs == 2 || xattr::list(src.path()).is_err(), "{with_xattrs} entries with extended attributes");
     let dest = tempfile::tempdir().unwrap();
     let restored = repo.restore(&snap.id, &dest.path().join("out")).await.unwrap();
     let (files, bytes) = tree::assert_same(src.path(), &dest.path().join("out"));

@@ -62,6 +62,12 @@ pub enum DataMoverCommand {
         #[arg(long)]
         path: PathBuf,
     },
+    /// Check that this process's user may create, write and remove a file in the directory
+    /// --path, as an application running as that user does in its volume.
+    Writable {
+        #[arg(long)]
+        path: PathBuf,
+    },
 }
 
 pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
@@ -113,6 +119,10 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
         DataMoverCommand::Digest { path } => {
             let d = tree::digest(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             println!("{}", serde_json::to_string(&d)?);
+        }
+        DataMoverCommand::Writable { path } => {
+            let user = tree::write_probe(&path).map_err(|e| anyhow::anyhow!("user {} cannot write in {}: {e}", tree::current_user(), path.display()))?;
+            println!("{}", serde_json::json!({"user": user, "writable": path}));
         }
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! Volume trees as a drill sees them: sample data to protect, and a digest of every entry
-//! (content, mode, owner, mtime, symlink target) to compare a restored volume with the original,
+//! (content, mode, owner, mtime, symlink target, extended attributes) to compare a restored volume with the original,
 //! byte for byte, inside the cluster (`kubectl-k10 datamover sample|digest`).
 
 use std::collections::BTreeMap;
@@ -27,6 +27,12 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 /// workloads has.
 pub const SAMPLE_OWNERS: [(u32, u32); 3] = [(1000, 1000), (1001, 2000), (65534, 65534)];
 
+/// The extended attribute the sample gives some of its entries.
+pub const SAMPLE_XATTR: &str = "user.k10.sample";
+
+/// `ENOTSUP` on Linux: the filesystem keeps no user extended attributes.
+const ENOTSUP: i32 = 95;
+
 /// A small tree with every kind of entry a volume holds: nested and empty directories, empty,
 /// binary and text files, private and executable modes, a symlink and a dangling one, and (where
 /// this process may give files away, as root) entries owned by other users and groups.
@@ -43,6 +49,13 @@ pub fn small(root: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(root.join("script.sh"), std::fs::Permissions::from_mode(0o755))?;
     symlink("hello.txt", root.join("link-to-hello"))?;
     symlink("/nonexistent/target", root.join("dangling"))?;
+    // Extended attributes (a POSIX ACL is one too), where the filesystem keeps user attributes.
+    for (path, value) in [("hello.txt", &b"greeting"[..]), ("sub", &b"a directory's"[..])] {
+        match xattr::set(root.join(path), SAMPLE_XATTR, value) {
+            Err(e) if e.raw_os_error() == Some(ENOTSUP) => break,
+            other => other?,
+        }
+    }
     let [(u1, g1), (u2, g2), (u3, g3)] = SAMPLE_OWNERS;
     for (path, uid, gid) in [("sub/deeper", u1, g1), ("sub/deeper/text.txt", u1, g1), ("private", u2, g2), ("link-to-hello", u3, g3)] {
         match std::os::unix::fs::lchown(root.join(path), Some(uid), Some(gid)) {
@@ -74,12 +87,27 @@ pub fn sample(root: &Path, mib: usize) -> std::io::Result<()> {
 }
 
 /// One entry of a tree, as compared: every entry by its owner (`uid:gid`), directories by mode,
-/// files by mode, mtime (seconds) and content hash, symlinks by target.
+/// files by mode, mtime (seconds) and content hash, symlinks by target; files and directories by
+/// their extended attributes (name → hex value), but the SELinux label a node gives each pod's
+/// volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Entry {
-    Dir { mode: u32, owner: String },
-    File { mode: u32, owner: String, mtime: i64, size: u64, sha256: String },
+    Dir {
+        mode: u32,
+        owner: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        xattrs: BTreeMap<String, String>,
+    },
+    File {
+        mode: u32,
+        owner: String,
+        mtime: i64,
+        size: u64,
+        sha256: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        xattrs: BTreeMap<String, String>,
+    },
     Symlink { target: String, owner: String },
 }
 
@@ -123,6 +151,47 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The SELinux label: the node sets it on each pod's volume, it is no data of the volume's.
+const SELINUX_LABEL: &str = "security.selinux";
+
+/// Every extended attribute of a file or directory (none where the filesystem keeps none).
+fn xattrs_of(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(ENOTSUP) => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = BTreeMap::new();
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        if name == SELINUX_LABEL {
+            continue;
+        }
+        let value = xattr::get(path, &name)?.unwrap_or_default();
+        out.insert(name, value.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    Ok(out)
+}
+
+/// This process's user and group, as `uid:gid`.
+pub fn current_user() -> String {
+    // The owner of a file this process creates is the process's own (/proc/self is owned by it).
+    std::fs::metadata("/proc/self").map(|m| format!("{}:{}", m.uid(), m.gid())).unwrap_or_else(|_| "?".into())
+}
+
+/// Creates, writes, reads back and removes a file in `dir`, as an application writes to its
+/// volume; returns the user (`uid:gid`) that did.
+pub fn write_probe(dir: &Path) -> std::io::Result<String> {
+    let probe = dir.join(format!(".k10-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"k10 write probe\n")?;
+    let back = std::fs::read(&probe);
+    std::fs::remove_file(&probe)?;
+    if back? != b"k10 write probe\n" {
+        return Err(std::io::Error::other("the probe file read back differs from what was written"));
+    }
+    Ok(current_user())
+}
+
 /// A fresh filesystem's own directory, which is no data of the volume's.
 const LOST_AND_FOUND: &str = "lost+found";
 
@@ -154,7 +223,7 @@ pub fn digest(root: &Path) -> std::io::Result<TreeDigest> {
                 }
             } else if meta.is_dir() {
                 stack.push(path.clone());
-                Entry::Dir { mode, owner }
+                Entry::Dir { mode, owner, xattrs: xattrs_of(&path)? }
             } else if meta.is_file() {
                 out.files += 1;
                 out.bytes += meta.len();
@@ -164,6 +233,7 @@ pub fn digest(root: &Path) -> std::io::Result<TreeDigest> {
                     mtime: meta.mtime(),
                     size: meta.len(),
                     sha256: sha256_of(&path)?,
+                    xattrs: xattrs_of(&path)?,
                 }
             } else {
                 return Err(std::io::Error::other(format!("{}: not a file, directory or symlink", path.display())));
@@ -199,10 +269,16 @@ mod tests {
         symlink("/elsewhere", root.join("dangling")).unwrap();
         std::fs::remove_file(root.join("empty")).unwrap();
         let mut expected = vec!["dangling", "empty", "script.sh", "sub/data.bin"];
+        // An extended attribute, where the filesystem keeps them.
+        if xattr::set(root.join("sub"), SAMPLE_XATTR, b"changed").is_ok() {
+            assert!(matches!(&before.entries["sub"], Entry::Dir { xattrs, .. } if xattrs.contains_key(SAMPLE_XATTR)));
+            expected.push("sub");
+        }
         // An owner, where this process may change one.
         if std::os::unix::fs::chown(root.join("hello.txt"), Some(4242), Some(4242)).is_ok() {
-            expected.insert(2, "hello.txt");
+            expected.push("hello.txt");
         }
+        expected.sort();
         let after = digest(&root).unwrap();
         let diff: Vec<String> = before.differences(&after).iter().map(|d| d.split(':').next().unwrap().to_string()).collect();
         assert_eq!(diff, expected, "{:?}", before.differences(&after));
@@ -218,6 +294,14 @@ mod tests {
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         assert!(holds_data(dir.path()));
         assert_eq!(digest(dir.path()).unwrap().entries.keys().collect::<Vec<_>>(), ["file"]);
+    }
+
+    #[test]
+    fn a_write_probe_leaves_nothing_and_names_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(write_probe(dir.path()).unwrap(), current_user());
+        assert!(!holds_data(dir.path()), "the probe file was left behind");
+        assert!(write_probe(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::{lock, now_rfc3339};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,8 @@ struct Plan {
     workdir: PathBuf,
     container: String,
     image: String,
+    /// The user and group the container runs as (`runAsUser`, `runAsGroup`; container over pod).
+    user: Option<(u32, u32)>,
     /// Secret/ConfigMap/emptyDir volumes and the default working directory; removed afterwards.
     _scratch: tempfile::TempDir,
 }
@@ -155,7 +158,10 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
         }
     };
 
-    let mut command = tokio::process::Command::new(&plan.program);
+    let mut command = tokio::process::Command::new(plan.runnable());
+    if let Some((uid, gid)) = plan.user.filter(|_| stand_in_is_root()) {
+        command.uid(uid).gid(gid);
+    }
     command
         .args(&plan.args)
         .env_clear()
@@ -520,6 +526,23 @@ fn prepare(
         }
         None => scratch.path().to_path_buf(),
     };
+    let user = run_as(spec, container);
+    if user.is_some_and(|(uid, _)| uid != 0) && stand_in_is_root() {
+        // What a container reaches through its mounts, a process of another user reaches through
+        // the directories above them: let it pass through (not list) them.
+        let mut reached: Vec<&Path> = vec![scratch.path(), &workdir, &shared.config.kubeconfig_path];
+        let locals: Vec<PathBuf> = mounts.iter().map(|(_, local)| local.clone()).collect();
+        reached.extend(locals.iter().map(PathBuf::as_path));
+        for path in reached {
+            let_others_pass(path).map_err(|e| refuse("StartError", format!("cannot open {} to user {:?}: {e}", path.display(), user)))?;
+        }
+        // The kubeconfig stands in for the ServiceAccount token a kubelet mounts readable.
+        let kubeconfig = &shared.config.kubeconfig_path;
+        std::fs::metadata(kubeconfig)
+            .and_then(|m| std::fs::set_permissions(kubeconfig, std::fs::Permissions::from_mode(m.permissions().mode() | 0o004)))
+            .map_err(|e| refuse("StartError", format!("cannot open the kubeconfig to user {user:?}: {e}")))?;
+        make_readable_tree(scratch.path()).map_err(|e| refuse("StartError", format!("cannot open the pod's scratch directory: {e}")))?;
+    }
     Ok(Plan {
         program: binary,
         args,
@@ -527,8 +550,74 @@ fn prepare(
         workdir,
         container: container_name,
         image: container["image"].as_str().unwrap_or("").to_string(),
+        user,
         _scratch: scratch,
     })
+}
+
+impl Plan {
+    /// The binary to start: the configured one, or (for another user, where that one lies in a
+    /// directory they cannot pass) a copy they can run, as an image's binary is to every user.
+    fn runnable(&self) -> PathBuf {
+        if self.user.is_none_or(|(uid, _)| uid == 0) || !stand_in_is_root() || passable(&self.program) {
+            return self.program.clone();
+        }
+        static COPY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+        let copy = COPY.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("k8s-standin-image-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).ok()?;
+            let to = dir.join(PROGRAM);
+            std::fs::copy(&self.program, &to).ok()?;
+            Some(to)
+        });
+        copy.clone().unwrap_or_else(|| self.program.clone())
+    }
+}
+
+/// `runAsUser`/`runAsGroup` of the container, else of the pod (group 0 when only a user is set,
+/// as for an image whose user has no group).
+fn run_as(spec: &Value, container: &Value) -> Option<(u32, u32)> {
+    let field = |name: &str| container["securityContext"][name].as_u64().or_else(|| spec["securityContext"][name].as_u64());
+    let uid = field("runAsUser")? as u32;
+    Some((uid, field("runAsGroup").unwrap_or(0) as u32))
+}
+
+/// Whether the stand-in may start processes as other users (it runs as root, as a kubelet does);
+/// otherwise every container runs as the stand-in's own user.
+fn stand_in_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Whether every directory above `path` lets others pass.
+fn passable(path: &Path) -> bool {
+    path.ancestors().skip(1).all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// Lets others pass through the directories above `path`.
+fn let_others_pass(path: &Path) -> std::io::Result<()> {
+    for dir in path.ancestors().skip(1).filter(|d| *d != Path::new("/")) {
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o001))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens a scratch tree (projected Secrets and ConfigMaps, emptyDirs) to the pod's user, as a
+/// kubelet's volume plugins do (files 0644 by default, emptyDir 0777).
+fn make_readable_tree(root: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root)? {
+        let path = entry?.path();
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            make_readable_tree(&path)?;
+        }
+    }
+    let mode = std::fs::metadata(root)?.permissions().mode();
+    let wanted = if std::fs::metadata(root)?.is_dir() { 0o777 } else { 0o644 };
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode | wanted))
 }
 
 /// Sets an environment variable, replacing an earlier value.

@@ -142,6 +142,12 @@
 //!   with `prefix`), then `KUBECONFIG` = this server's kubeconfig (standing in for in-cluster
 //!   service-account access) and `K10_STANDIN=1`. A missing Secret, ConfigMap or key that is not
 //!   `optional` fails the Job (CreateContainerConfigError).
+//! * User: the process runs as the container's (else the pod's) `runAsUser`/`runAsGroup` (group
+//!   0 when only a user is set), as a kubelet starts a container, where the stand-in itself runs
+//!   as root (CI); otherwise as the stand-in's own user. For another user, the directories above
+//!   the pod's volumes and the kubeconfig are opened to pass through (not list), the pod's scratch
+//!   directory is readable, and the binary is copied where that user can run it. `fsGroup`,
+//!   supplementary groups and capabilities are not applied: the process has what its user has.
 //! * Volumes: `persistentVolumeClaim` → `<volumes_root>/<namespace>/<claimName>` (the claim must
 //!   exist, else the Job fails); `secret`, `configMap` → files written to a scratch directory;
 //!   `emptyDir` → an empty scratch directory. Other volume types fail the Job. `readOnly` is not

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::DateTime as S3Time;
 use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
 use bytes::Bytes;
+use k10::api::K10_NAMESPACE;
 use k10::datamover::tree::TreeDigest;
 use k10::k8s::jobs::{Mount, ProductJob};
 use k10::objectstore::storage::{Storage, VersionedStorage};
@@ -49,7 +50,7 @@ const GARBAGE: &[u8] = b"your data is encrypted; pay up";
 const APP: &str = r#"
 apiVersion: v1
 kind: Namespace
-metadata: {name: NS}
+metadata: {name: NS, labels: {pod-security.kubernetes.io/enforce: baseline}}
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -84,6 +85,31 @@ spec:
       containers: [{name: web, image: nginx, volumeMounts: [{name: data, mountPath: /usr/share/nginx/html, readOnly: true}]}]
       volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
 "#;
+
+/// The application after the restore: a pod of a non-root user (as the sample's owner of
+/// `sub/deeper`), restricted as Pod Security's strictest level requires, writes to its volume.
+const APP_WRITES: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: app-writes, namespace: NS}
+spec:
+  backoffLimit: 0
+  ttlSecondsAfterFinished: 3600
+  template:
+    spec:
+      restartPolicy: Never
+      securityContext: {runAsUser: UID, runAsGroup: GID, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: app
+        image: IMAGE
+        command: [kubectl-k10, datamover, writable, --path, /data/sub/deeper]
+        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+        volumeMounts: [{name: data, mountPath: /data}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+"#;
+
+/// The Pod Security levels the drill's namespaces enforce: the product's own pods the strictest.
+const KASTEN_IO_LEVEL: &str = "pod-security.kubernetes.io/enforce=restricted";
 
 /// Where the drill runs.
 #[derive(Debug, Clone)]
@@ -405,16 +431,21 @@ impl Cluster {
             .collect())
     }
 
-    /// Runs `kubectl-k10 <args>` in a Job that mounts the application's volume; returns its output.
-    async fn volume_job(&self, namespace: &str, what: &str, args: &[&str], read_only: bool) -> Result<String, String> {
-        let api = self.api().await?;
-        // Beside the pods that mount it, where a ReadWriteOnce volume can be mounted again.
-        let node = self.json(&["get", "pods", "-n", namespace])?["items"]
+    /// The node of the pods that mount the application's volume, where a ReadWriteOnce volume
+    /// can be mounted again.
+    fn volume_node(&self, namespace: &str) -> Result<Option<String>, String> {
+        Ok(self.json(&["get", "pods", "-n", namespace])?["items"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|p| p["spec"]["volumes"].as_array().is_some_and(|v| v.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == "data")))
-            .find_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string));
+            .find_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string)))
+    }
+
+    /// Runs `kubectl-k10 <args>` in a Job that mounts the application's volume; returns its output.
+    async fn volume_job(&self, namespace: &str, what: &str, args: &[&str], read_only: bool) -> Result<String, String> {
+        let api = self.api().await?;
+        let node = self.volume_node(namespace)?;
         let job = ProductJob {
             namespace: namespace.to_string(),
             name: format!("drill-{what}-{}", rand_suffix()),
@@ -760,8 +791,9 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
         source.describe()
     );
 
-    s.start("PROTECT: install k10");
+    s.start("PROTECT: install k10 (kasten-io enforcing Pod Security restricted, the application's namespace baseline)");
     source.k10(&["install"], false)?;
+    source.kubectl(&["label", "namespace", K10_NAMESPACE, KASTEN_IO_LEVEL, "--overwrite"], false)?;
     s.done();
 
     if let Target::Local = options.target {
@@ -900,6 +932,7 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     };
     println!("     the new installation: {}", target.describe());
     target.k10(&["install"], false)?;
+    target.kubectl(&["label", "namespace", K10_NAMESPACE, KASTEN_IO_LEVEL, "--overwrite"], false)?;
     if options.passphrase_on_recovery {
         target.create_passphrase_secret(&passphrase).await?;
     } else {
@@ -950,7 +983,7 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     s.done();
     let recovery_seconds = recovery.elapsed().as_secs_f64();
 
-    s.start("VERIFY: every file byte for byte (content, modes, owners, symlinks, mtimes) and every manifest");
+    s.start("VERIFY: every file byte for byte (content, modes, owners, symlinks, mtimes, extended attributes) and every manifest");
     let restored_manifests = target.manifests(ns)?;
     if restored_manifests != original_manifests {
         let differing: Vec<_> = original_manifests.keys().chain(restored_manifests.keys()).filter(|k| original_manifests.get(*k) != restored_manifests.get(*k)).collect();
@@ -961,6 +994,17 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     if !differences.is_empty() {
         return Err(format!("the restored volume differs from the original in {} entries: {}", differences.len(), differences.join("; ")).into());
     }
+    s.done();
+
+    let (uid, gid) = k10::datamover::tree::SAMPLE_OWNERS[0];
+    s.start(&format!("VERIFY: the application, running as user {uid}:{gid} (non-root), writes to its restored volume"));
+    let mut app = APP_WRITES.replace("NS", ns).replace("UID", &uid.to_string()).replace("GID", &gid.to_string()).replace("IMAGE", &k10::k8s::jobs::image());
+    if let Some(node) = target.volume_node(ns)? {
+        app = app.replace("restartPolicy: Never", &format!("restartPolicy: Never\n      nodeName: {node}"));
+    }
+    target.apply(&app, work)?;
+    target.wait_job(ns, "app-writes")?;
+    target.kubectl(&["logs", "job/app-writes", "-n", ns], false)?;
     s.done();
 
     Ok(Summary {
