@@ -224,6 +224,56 @@ async fn bad_policies_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_control_pod_replaced_mid_run_makes_one_restore_point() {
+    let f = Fixture::new().await;
+    std::fs::write(f.volume("data").join("big.bin"), tree::noise(3, 40 * 1024 * 1024)).unwrap();
+    f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
+    let out = f.k10.run(&["policy", "run", "p"]).ok().stdout;
+    let job = out.split("Job kasten-io/").nth(1).unwrap().split(';').next().unwrap().to_string();
+
+    // Once its first data mover runs, the control pod is force-deleted: its process runs on, and
+    // the Job controller starts a second pod of the same Job at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let control = loop {
+        assert!(std::time::Instant::now() < deadline, "the run never started a data mover");
+        let movers = f.json(&["get", "jobs", "-n", "shop"])["items"].as_array().unwrap().len();
+        let pods = f.json(&["get", "pods", "-n", "kasten-io", "-l", &format!("job-name={job}")]);
+        if let (true, Some(pod)) = (movers > 0, pods["items"].as_array().unwrap().first()) {
+            break pod["metadata"]["name"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    f.kubectl(&["delete", "pod", &control, "-n", "kasten-io", "--force", "--grace-period=0"]);
+    f.kubectl(&["wait", "--for=condition=complete", "--timeout=180s", &format!("job/{job}"), "-n", "kasten-io"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while f.server.orphans_running() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the replaced pod's process never ended");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pods = f.json(&["get", "pods", "-n", "kasten-io", "-l", &format!("job-name={job}")]);
+    let replacement = pods["items"][0]["metadata"]["name"].as_str().unwrap().to_string();
+    assert_ne!(replacement, control, "the Job controller made a second pod");
+    let log = f.kubectl(&["logs", &replacement, "-n", "kasten-io"]);
+
+    // Two pods ran the Job; it has one restore point, and the repository holds only its snapshots.
+    assert_eq!(f.contents().len(), 1, "{log}");
+    let content = &f.contents()[0];
+    let uid = f.json(&["get", "namespace", "shop"])["metadata"]["uid"].as_str().unwrap().to_string();
+    let repository = format!("k10/{}/repos/{uid}/", f.server.default_namespace_uid());
+    let repo = Repo::open(f.storage(), &repository, &f.password(&format!("k10-repo-{uid}"))).await.unwrap();
+    let mut live: Vec<String> = repo.snapshots().await.unwrap().into_iter().map(|s| s.id).collect();
+    let mut recorded: Vec<String> = content["spec"]["snapshots"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    live.sort();
+    recorded.sort();
+    assert_eq!(live, recorded, "the losing pod's snapshots are forgotten");
+    // The restore point is named for the Job, whichever pod recorded it; the replacement says so
+    // when the first pod was first.
+    let name = content["spec"]["restorePointRef"]["name"].as_str().unwrap();
+    assert!(name.starts_with("p-"), "{name}");
+    assert!(log.contains(&format!("restore point {name}")), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn crds_rbac_and_background_runs_work_with_kubectl() {
     let f = Fixture::new().await;
     std::fs::write(f.volume("data").join("a.txt"), b"a").unwrap();

@@ -59,6 +59,10 @@ pub enum BackupError {
     },
     #[error("the repository at {repository} has a config behind a delete marker while its other files are visible: someone hid it (k10 never deletes one), and a second config would make the repository unreadable. Restore from a point in time before that; to back up again, copy the config's newest genuine version back over it (or use another bucket)")]
     ConfigHidden { repository: String },
+    #[error("restore point {name} exists already: another pod of this run's Job recorded it, but it cannot be read back; list restore points with `kubectl k10 restorepoint list`")]
+    AlreadyRecorded { name: String },
+    #[error("the run's Job {name} is gone (or was replaced by another of the same name): this pod's run is not needed any more")]
+    JobGone { name: String },
     #[error(transparent)]
     Job(#[from] JobError),
     #[error(transparent)]
@@ -260,11 +264,39 @@ fn sha256_hex(data: &[u8]) -> String {
     sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs a policy now: every selected namespace, then retention.
+/// The Job a run happens in, as its pod knows it (the Job controller's `job-name` and
+/// `controller-uid` labels, through the downward API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunJob {
+    pub name: String,
+    pub uid: String,
+}
+
+impl RunJob {
+    /// The restore point names of this Job's run: the same for every pod of the Job, so a pod
+    /// that replaces one (a node lost, a pod deleted) finds what an earlier pod recorded, and two
+    /// pods of one Job running at once record one restore point per namespace, never two.
+    async fn restore_point_base(&self, cluster: &Cluster, policy: &str) -> Result<String> {
+        let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+        let job = jobs.get_opt(&self.name).await.map_err(|e| cluster.err(e, format!("read the run's Job {K10_NAMESPACE}/{}", self.name)))?;
+        let created = job
+            .filter(|j| j.metadata.uid.as_deref() == Some(self.uid.as_str()))
+            .and_then(|j| j.metadata.creation_timestamp)
+            .ok_or_else(|| BackupError::JobGone { name: self.name.clone() })?;
+        let created = chrono::DateTime::from_timestamp(created.0.as_second(), 0).unwrap_or_default();
+        let uid: String = self.uid.chars().filter(char::is_ascii_hexdigit).take(4).collect();
+        Ok(format!("{policy}-{}-{uid}", created.format("%Y%m%d%H%M%S")))
+    }
+}
+
+/// Runs a policy now: every selected namespace, then retention. In a Job (`job`), the run is
+/// idempotent per Job: a namespace whose restore point this Job already recorded is not backed
+/// up again.
 pub async fn run_policy(
     cluster: &Cluster,
     policy: &Policy,
     require_immutable: bool,
+    job: Option<&RunJob>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<NamespaceRun>> {
     let policy_name = policy.metadata.name.clone().unwrap_or_default();
@@ -282,6 +314,10 @@ pub async fn run_policy(
     if namespaces.is_empty() {
         return Err(BackupError::NothingSelected { policy: policy_name });
     }
+    let point_base = match job {
+        Some(job) => Some(job.restore_point_base(cluster, &policy_name).await?),
+        None => None,
+    };
     let cluster_id = catalog::cluster_id(cluster).await?;
     let storage = catalog::profile_storage(cluster, &profile).await?;
     let credentials = catalog::profile_credentials(cluster, &profile).await?;
@@ -300,6 +336,7 @@ pub async fn run_policy(
             credentials: &credentials,
             cluster_id: &cluster_id,
             namespace: &namespace,
+            point_name: point_base.clone(),
             progress,
         };
         let mut done = match run.run().await {
@@ -337,6 +374,8 @@ struct NamespaceBackup<'a> {
     credentials: &'a crate::objectstore::Credentials,
     cluster_id: &'a str,
     namespace: &'a str,
+    /// The restore point's name when the run's Job decides it; else the run's own id.
+    point_name: Option<String>,
     progress: &'a (dyn Fn(&str) + Sync),
 }
 
@@ -351,8 +390,14 @@ impl NamespaceBackup<'_> {
             .ok_or_else(|| BackupError::NamespaceNotFound(ns.to_string()))?;
         let uid = ns_obj.metadata.uid.clone().unwrap_or_default();
         let start = Utc::now();
-        // Unique even for two runs of one policy in the same second.
+        // This attempt's id (its data mover Jobs, clones and snapshot tags): unique even for two
+        // runs of one policy in the same second, or two pods of one Job.
         let run_id = format!("{}-{}-{}", self.policy_name, start.format("%Y%m%d%H%M%S"), &repo::new_password()[..4]);
+        let point = self.point_name.clone().unwrap_or_else(|| run_id.clone());
+        if let Some(done) = self.recorded(&point).await? {
+            (self.progress)(&format!("namespace {ns}: restore point {point} was already recorded by an earlier pod of this run's Job"));
+            return Ok(done);
+        }
         let repository = layout::app_repository(self.cluster_id, &uid);
         let secret_name = password_secret_name(&uid);
         let password = claim_repository_password(cluster, &secret_name).await?;
@@ -365,7 +410,7 @@ impl NamespaceBackup<'_> {
         }
         let outcome = match self.write(&repo, &run_id, &repository, &password).await {
             Ok((snapshots, manifests)) => {
-                self.record(&repo, &run_id, &repository, &secret_name, &uid, start, snapshots, manifests).await
+                self.record(&repo, &point, &repository, &secret_name, &uid, start, snapshots, manifests).await
             }
             Err(e) => Err(e),
         };
@@ -373,7 +418,42 @@ impl NamespaceBackup<'_> {
             // No restore point refers to what this run wrote: forget it (delete markers only).
             self.forget_run(&repo, &run_id).await;
         }
-        outcome
+        match outcome {
+            // Another pod of this Job recorded the run first: that restore point is the run's.
+            Err(BackupError::AlreadyRecorded { .. }) => match self.recorded(&point).await? {
+                Some(done) => {
+                    (self.progress)(&format!("namespace {ns}: another pod of this run's Job recorded restore point {point} first; this pod's copy was forgotten"));
+                    Ok(done)
+                }
+                None => Err(BackupError::AlreadyRecorded { name: point }),
+            },
+            other => other,
+        }
+    }
+
+    /// The run of this namespace recorded under `point` (by an earlier pod of the same Job).
+    async fn recorded(&self, point: &str) -> Result<Option<NamespaceRun>> {
+        if self.point_name.is_none() {
+            return Ok(None);
+        }
+        let (cluster, ns) = (self.cluster, self.namespace);
+        let contents: Api<RestorePointContent> = Api::all(cluster.client.clone());
+        let name = format!("{ns}-{point}");
+        let Some(content) = contents.get_opt(&name).await.map_err(|e| cluster.err(e, format!("read RestorePointContent {name}")))? else {
+            return Ok(None);
+        };
+        let spec = content.spec;
+        Ok(Some(NamespaceRun {
+            namespace: ns.to_string(),
+            restore_point: point.to_string(),
+            volumes: spec.snapshots.iter().filter(|s| s.kind == "volume").count(),
+            manifests: 0,
+            files: spec.files,
+            bytes: spec.logical_bytes,
+            uploaded: spec.uploaded_bytes,
+            end_time: spec.end_time,
+            retired: Vec::new(),
+        }))
     }
 
     /// Backs up the volumes, then the manifests. Returns the snapshots and the manifest count.
@@ -561,10 +641,11 @@ impl NamespaceBackup<'_> {
             },
         };
         let contents: Api<RestorePointContent> = Api::all(cluster.client.clone());
-        contents
-            .create(&PostParams::default(), &content)
-            .await
-            .map_err(|e| catalog::not_installed(cluster.err(e, "create RestorePointContent"), "RestorePointContent"))?;
+        match contents.create(&PostParams::default(), &content).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => return Err(BackupError::AlreadyRecorded { name }),
+            Err(e) => return Err(catalog::not_installed(cluster.err(e, "create RestorePointContent"), "RestorePointContent").into()),
+        }
         let point = RestorePoint {
             metadata: ObjectMeta {
                 name: Some(name.clone()),

@@ -65,6 +65,12 @@ pub enum PolicyCommand {
         /// Refuse to run if the policy's profile is not immutable.
         #[arg(long)]
         require_immutable: bool,
+        /// The Job this run is in (set by the product's Jobs from their pod's labels): its pods
+        /// make one restore point per namespace between them.
+        #[arg(long, env = crate::k8s::jobs::ENV_JOB_NAME, hide = true, requires = "job_uid")]
+        job_name: Option<String>,
+        #[arg(long, env = crate::k8s::jobs::ENV_JOB_UID, hide = true, requires = "job_name")]
+        job_uid: Option<String>,
     },
 }
 
@@ -98,7 +104,12 @@ pub async fn run(global: &GlobalArgs, cmd: PolicyCommand) -> anyhow::Result<()> 
             name,
             wait,
             require_immutable,
-        } => run_now(&cluster, &name, wait, require_immutable).await,
+            job_name,
+            job_uid,
+        } => {
+            let job = job_name.zip(job_uid).filter(|(n, u)| !n.is_empty() && !u.is_empty()).map(|(name, uid)| backup::RunJob { name, uid });
+            run_now(&cluster, &name, wait, require_immutable, job).await
+        }
     }
 }
 
@@ -363,7 +374,7 @@ async fn delete(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: bool) -> anyhow::Result<()> {
+async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: bool, job: Option<backup::RunJob>) -> anyhow::Result<()> {
     let policy = get_policy(cluster, name).await?;
     if !wait {
         let job = ProductJob {
@@ -382,7 +393,7 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
     }
     let started = std::time::Instant::now();
     let progress = output::Progress::new();
-    let result = backup::run_policy(cluster, &policy, require_immutable, &|line| progress.step(line)).await;
+    let result = backup::run_policy(cluster, &policy, require_immutable, job.as_ref(), &|line| progress.step(line)).await;
     progress.finish();
     let patch = serde_json::json!({"status": {
         "lastRunTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Event, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Secret,
+    Capabilities, Event, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Secret,
     SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::ByteString;
@@ -23,6 +23,11 @@ pub const JOB_TTL_SECONDS: i32 = 24 * 3600;
 
 /// The ServiceAccount `kubectl k10 install` creates in kasten-io.
 pub const SERVICE_ACCOUNT: &str = "k10";
+
+/// What a control pod knows of its Job (from the Job controller's pod labels): the Job's name
+/// and uid, which make a run idempotent per Job.
+pub const ENV_JOB_NAME: &str = "K10_JOB_NAME";
+pub const ENV_JOB_UID: &str = "K10_JOB_UID";
 
 /// The container image of the product (overridable with `K10_IMAGE`).
 pub fn image() -> String {
@@ -139,7 +144,23 @@ impl ProductJob {
                 }),
                 ..Default::default()
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // A control pod learns its Job from the labels the Job controller gives it.
+        let label_env = |name: &str, label: &str| EnvVar {
+            name: name.into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!("metadata.labels['{label}']"),
+                    api_version: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let env = match self.mount {
+            Some(_) => env,
+            None => [env, vec![label_env(ENV_JOB_NAME, "job-name"), label_env(ENV_JOB_UID, "controller-uid")]].concat(),
+        };
         let (volumes, mounts) = match &self.mount {
             Some(m) => (
                 vec![Volume {

@@ -284,6 +284,7 @@ fn delete_opts(query: &Query, body: &Bytes) -> ApiResult<DeleteOpts> {
     let mut opts = DeleteOpts {
         dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
         propagation: query.get("propagationPolicy").cloned(),
+        grace_period_seconds: query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()),
         ..DeleteOpts::default()
     };
     if flag(query, "orphanDependents") {
@@ -304,6 +305,7 @@ fn delete_opts(query: &Query, body: &Bytes) -> ApiResult<DeleteOpts> {
         {
             opts.dry_run = true;
         }
+        opts.grace_period_seconds = doc["gracePeriodSeconds"].as_i64();
         opts.precondition_uid = doc["preconditions"]["uid"].as_str().map(str::to_string);
         opts.precondition_rv = doc["preconditions"]["resourceVersion"]
             .as_str()
@@ -383,6 +385,9 @@ async fn handle_resource(
             Method::PATCH => patch(shared, headers, body, query, res, ns, name, false),
             Method::DELETE => {
                 let opts = delete_opts(query, body)?;
+                if res.is("", "pods") && opts.grace_period_seconds == Some(0) {
+                    return kubelet::force_delete_pod(shared, res, ns.unwrap_or(""), name, &opts).map(|d| json_response(200, &d));
+                }
                 let deleted = lock(&shared.state).delete(res, ns, name, &opts)?;
                 Ok(json_response(200, &deleted))
             }

@@ -238,7 +238,13 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
         let _ = reader.await;
     }
     lock(&log).done = true;
-    lock(&shared.state).running.remove(&pod_uid);
+    {
+        let mut state = lock(&shared.state);
+        state.running.remove(&pod_uid);
+        if state.orphans.remove(&pod_uid) {
+            return;
+        }
+    }
     let result = match outcome {
         Outcome::Exited(code) => Ok(code),
         Outcome::DeadlineExceeded => Err(refuse(
@@ -259,6 +265,49 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
         Some(&plan),
         result,
     );
+}
+
+/// `kubectl delete pod --force --grace-period=0` of a Job's running pod: the object goes at
+/// once, but the node stops its container only when it notices, and a Job controller that does
+/// not count a deleted pod as failed (as before pod-failure tracking) creates a replacement at
+/// once. The stand-in shows the worst of it: the old process runs on to its end (which changes
+/// nothing any more) while the replacement runs.
+pub fn force_delete_pod(shared: &Arc<Shared>, res: &super::discovery::ResourceInfo, namespace: &str, name: &str, opts: &super::store::DeleteOpts) -> super::errors::ApiResult<Value> {
+    let (deleted, job) = {
+        let mut state = lock(&shared.state);
+        let pod = state.get_object("", "pods", namespace, name).cloned();
+        let uid = pod.as_ref().and_then(|p| p["metadata"]["uid"].as_str()).unwrap_or("").to_string();
+        let job = pod
+            .as_ref()
+            .and_then(|p| p["metadata"]["ownerReferences"].as_array().cloned())
+            .into_iter()
+            .flatten()
+            .find(|o| o["kind"] == "Job")
+            .and_then(|o| o["name"].as_str().map(str::to_string));
+        // Out of `running` first, so the deletion does not stop the process.
+        let running = state.running.remove(&uid);
+        match state.delete(res, Some(namespace), name, opts) {
+            Ok(deleted) => {
+                let replaced = running.is_some() && job.is_some();
+                if replaced {
+                    state.orphans.insert(uid);
+                } else if let Some(kill) = running {
+                    kill.notify_one();
+                }
+                (deleted, job.filter(|_| replaced))
+            }
+            Err(e) => {
+                if let Some(kill) = running {
+                    state.running.insert(uid, kill);
+                }
+                return Err(e);
+            }
+        }
+    };
+    if let Some(job) = job {
+        start_job(shared.clone(), namespace.to_string(), job);
+    }
+    Ok(deleted)
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {

@@ -142,6 +142,12 @@
 //!   with `prefix`), then `KUBECONFIG` = this server's kubeconfig (standing in for in-cluster
 //!   service-account access) and `K10_STANDIN=1`. A missing Secret, ConfigMap or key that is not
 //!   `optional` fails the Job (CreateContainerConfigError).
+//! * `kubectl delete pod --force --grace-period=0` of a Job's running pod (gracePeriodSeconds 0)
+//!   removes the pod at once, lets its process run on to its end (a node stops a container only
+//!   when it notices; its end changes nothing any more), and starts a replacement pod at once, as
+//!   a Job controller that does not count deleted pods as failed does (before pod-failure
+//!   tracking, v1.24 and older). A graceful deletion stops the process and fails the Job
+//!   (`PodDeleted`).
 //! * User: the process runs as the container's (else the pod's) `runAsUser`/`runAsGroup` (group
 //!   0 when only a user is set), as a kubelet starts a container, where the stand-in itself runs
 //!   as root (CI); otherwise as the stand-in's own user. For another user, the directories above
@@ -413,6 +419,11 @@ impl ApiServer {
     /// The generated kubeconfig.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig_path
+    }
+
+    /// How many force-deleted pods' processes still run (see `kubelet::force_delete_pod`).
+    pub fn orphans_running(&self) -> usize {
+        lock(&self.shared.state).orphans.len()
     }
 
     /// Root of the local directories that stand in for PVCs.

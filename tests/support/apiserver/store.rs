@@ -88,6 +88,8 @@ pub struct DeleteOpts {
     pub propagation: Option<String>,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
+    /// `gracePeriodSeconds` (0 with `kubectl delete --force --grace-period=0`).
+    pub grace_period_seconds: Option<i64>,
 }
 
 /// Options of a list.
@@ -158,6 +160,8 @@ pub struct State {
     pub logs: HashMap<(String, String), Arc<Mutex<LogBuffer>>>,
     /// Pod uid → signal that kills its process.
     pub running: HashMap<String, Arc<tokio::sync::Notify>>,
+    /// Pods force-deleted while their process ran on: their end changes nothing.
+    pub orphans: std::collections::HashSet<String>,
     /// Last cluster IP handed out (offset in 10.96.0.0/16).
     pub last_cluster_ip: u32,
 }
@@ -177,6 +181,7 @@ impl State {
             applied: HashMap::new(),
             logs: HashMap::new(),
             running: HashMap::new(),
+            orphans: Default::default(),
             last_cluster_ip: 9,
         };
         objects::seed(&mut state, &config.default_namespace_uid);
