@@ -498,6 +498,8 @@ async fn claims_without_a_usable_class_are_read_live_and_come_back_as_they_were(
     let failed = failed.fails_with(&["cannot be scheduled", "unbound immediate PersistentVolumeClaims", "needs a PersistentVolume"]);
     println!("{}\n(after {:?})", failed.stderr, started.elapsed());
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+    // While it waited, the progress said what the pod was waiting for.
+    assert!(failed.stderr.contains(": pod k10-restore-") && failed.stderr.contains("pending: not scheduled yet (0/1 nodes are available"), "{}", failed.stderr);
     // With a volume made for it, the restore brings everything back.
     f.kubectl(&["delete", "namespace", "static"]);
     volume_by_hand("by-hand-2");

@@ -520,7 +520,7 @@ impl NamespaceBackup<'_> {
                 labels: snapshots::labels(),
                 timeout: JOB_TIMEOUT,
             };
-            let result = job.run(cluster).await;
+            let result = job.run_reporting(cluster, &|doing| (self.progress)(&format!("namespace {ns}: volume {claim}: {doing}"))).await;
             if let Ok(c) = &clone {
                 c.remove(cluster).await;
             }

@@ -238,6 +238,12 @@ impl ProductJob {
     /// Creates the Secret and the Job, waits for the Job, and removes both whatever happened.
     /// Returns the Job's output (its pod's log).
     pub async fn run(&self, cluster: &Cluster) -> Result<String, JobError> {
+        self.run_reporting(cluster, &|_| {}).await
+    }
+
+    /// [`ProductJob::run`], telling `progress` what the pod is doing whenever that changes
+    /// (waiting to be scheduled, pulling its image, running), in the cluster's words.
+    pub async fn run_reporting(&self, cluster: &Cluster, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
         let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let secret = Secret {
@@ -259,7 +265,7 @@ impl ProductJob {
             .create(&PostParams::default(), &secret)
             .await
             .map_err(|e| cluster.err(e, format!("create Secret {}/{}", self.namespace, self.secret_name())))?;
-        let result = self.create_and_wait(cluster, &jobs).await;
+        let result = self.create_and_wait(cluster, &jobs, progress).await;
         let background = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
@@ -269,7 +275,7 @@ impl ProductJob {
         result
     }
 
-    async fn create_and_wait(&self, cluster: &Cluster, jobs: &Api<Job>) -> Result<String, JobError> {
+    async fn create_and_wait(&self, cluster: &Cluster, jobs: &Api<Job>, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
         let job = jobs
             .create(&PostParams::default(), &self.job())
             .await
@@ -288,6 +294,7 @@ impl ProductJob {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let started = tokio::time::Instant::now();
         let mut round = 0u64;
+        let mut told = String::new();
         loop {
             round += 1;
             let job = jobs
@@ -312,9 +319,16 @@ impl ProductJob {
                     log: self.log(cluster).await,
                 });
             }
-            // Every 3 s: why the pod does not run, if the cluster says it cannot.
+            // Every 3 s: what the pod is doing, and why it does not run, if the cluster says it
+            // cannot.
             let why = match round % 10 {
-                1 => self.cannot_start(cluster, started.elapsed()).await,
+                1 => {
+                    if let Some(doing) = self.pod_state(cluster).await.filter(|d| *d != told) {
+                        progress(&format!("pod {doing}"));
+                        told = doing;
+                    }
+                    self.cannot_start(cluster, started.elapsed()).await
+                }
                 _ => None,
             };
             if let Some((reason, advice)) = why {
@@ -382,6 +396,37 @@ impl ProductJob {
             }
         }
         None
+    }
+
+    /// What the Job's pod is doing, as the cluster reports it: `pending: <why>` (not scheduled,
+    /// its claim not bound), `waiting: <reason>` (creating its container, pulling its image),
+    /// `running`, or none while it has no pod.
+    async fn pod_state(&self, cluster: &Cluster) -> Option<String> {
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let list = pods.list(&ListParams::default().labels(&format!("job-name={}", self.name))).await.ok()?;
+        let pod = list.items.into_iter().next()?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.unwrap_or_default();
+        let waiting = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+            .find_map(|w| w.reason.clone());
+        let unscheduled = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            .map(|c| c.message.clone().or_else(|| c.reason.clone()).unwrap_or_default());
+        let doing = match (status.phase.as_deref(), unscheduled, waiting) {
+            (_, Some(why), _) => format!("pending: not scheduled yet ({why})"),
+            (_, None, Some(reason)) => format!("waiting: {reason}"),
+            (Some("Running"), None, None) => "running".to_string(),
+            (Some(phase), None, None) => phase.to_lowercase(),
+            (None, None, None) => "pending".to_string(),
+        };
+        Some(format!("{name} {doing}"))
     }
 
     /// The Job's pod log (empty when it cannot be read).

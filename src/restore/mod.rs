@@ -289,7 +289,7 @@ async fn restore_opened(
         }
         progress(&format!("volume {claim}: restoring data"));
         let job = opened.data_mover("restore", &target, &snap.id, i, &claim);
-        match job.run(cluster).await {
+        match job.run_reporting(cluster, &|doing| progress(&format!("volume {claim}: {doing}"))).await {
             Ok(_) => report.steps.push((format!("volume data of {claim}"), Outcome::Created)),
             Err(e) => report.steps.push((format!("volume data of {claim}"), Outcome::Failed(e.to_string()))),
         }
@@ -561,7 +561,7 @@ async fn verify_in(
         let claim = snap.pvc.clone().unwrap_or_default();
         progress(&format!("comparing volume {claim}"));
         let job = opened.data_mover("verify", &namespace, &snap.id, i, &claim);
-        match job.run(cluster).await {
+        match job.run_reporting(cluster, &|doing| progress(&format!("volume {claim}: {doing}"))).await {
             Ok(_) => v.volumes += 1,
             Err(e) => v.differences.push(format!("volume {claim}: {e}")),
         }
