@@ -162,9 +162,17 @@ async fn dr_enable_status_and_recommendations() {
     assert!(status.contains("not enabled") && status.contains(&f.server.default_namespace_uid()), "{status}");
     assert!(status.contains("warning: disaster recovery is not enabled"), "{status}");
 
+    // A weak passphrase is refused, saying what is required, and enables nothing.
+    f.kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=hunter2hunter2hunter2"]);
+    f.k10.run(&["profile", "create", "plain", "--bucket", &f.bucket, "--endpoint", &f.s3.endpoint]).ok();
+    let weak = f.k10.run(&["dr", "enable", "--profile", "plain", "--frequency", "@daily"]);
+    let weak = weak.fails_with(&["the DR passphrase in Secret kasten-io/k10-dr-secret is too weak", "guess the passphrase offline", "at least 16 characters"]);
+    assert!(!weak.stderr.contains("hunter2"), "{}", weak.stderr);
+    assert!(f.k10.run(&["dr", "status"]).ok().stdout.contains("not enabled"));
+    f.kubectl(&["delete", "secret", "k10-dr-secret", "-n", "kasten-io"]);
+
     // A DR policy on a plain profile that runs less often than an immutable policy: both warned.
     f.kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=s3cret-passphrase"]);
-    f.k10.run(&["profile", "create", "plain", "--bucket", &f.bucket, "--endpoint", &f.s3.endpoint]).ok();
     f.k10.run(&["dr", "enable", "--profile", "plain", "--frequency", "@daily"]).ok();
     let created = f.k10.run(&["policy", "create", "hourly", "--namespaces", "shop", "--profile", "immutable", "--frequency", "@hourly"]).ok();
     assert!(created.stderr.contains("warning: the DR policy runs @daily but policy \"hourly\" exports to an immutable profile @hourly"), "{}", created.stderr);

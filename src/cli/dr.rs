@@ -80,7 +80,7 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
             passphrase_secret,
         } => {
             super::policy::schedule(&frequency)?;
-            dr::passphrase(&cluster, &passphrase_secret).await?;
+            dr::check_passphrase(&passphrase_secret, &dr::passphrase(&cluster, &passphrase_secret).await?)?;
             catalog::get_profile(&cluster, &profile).await?;
             let policy = Policy {
                 metadata: ObjectMeta {

@@ -43,6 +43,8 @@ pub enum DrError {
     GoneAt { at: String, cause: String, hint: String },
     #[error("the DR passphrase Secret {K10_NAMESPACE}/{0} with key `key` is missing on this installation: recovery needs the passphrase the source cluster's DR policy used; create it with `kubectl create secret generic {0} -n {K10_NAMESPACE} --from-literal key=<that passphrase>` and run the restore again")]
     NoPassphraseToRestore(String),
+    #[error("the DR passphrase in Secret {K10_NAMESPACE}/{secret} is too weak: {why}. The catalog's key file is in the bucket, so whoever reads the bucket can guess the passphrase offline, and it opens every profile key and repository password: use at least {MIN_PASSPHRASE_CHARS} characters and about {MIN_PASSPHRASE_BITS} bits (five random words, or 16 random characters of mixed kinds), then update the Secret")]
+    WeakPassphrase { secret: String, why: String },
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
@@ -56,6 +58,44 @@ pub enum DrError {
 }
 
 pub type Result<T, E = DrError> = std::result::Result<T, E>;
+
+/// The shortest DR passphrase `dr enable` accepts.
+pub const MIN_PASSPHRASE_CHARS: usize = 16;
+/// The least estimated strength (bits) of a DR passphrase `dr enable` accepts.
+pub const MIN_PASSPHRASE_BITS: u32 = 80;
+
+/// An estimate of a passphrase's strength in bits, for refusing weak ones (not a proof of
+/// strength): its characters, each drawn from the kinds it uses (lower and upper case letters,
+/// digits, other ASCII, anything else), where only the first character and each new pair of
+/// neighbours count, so that repeating a word or a pattern adds nothing.
+pub fn passphrase_bits(passphrase: &str) -> u32 {
+    let chars: Vec<char> = passphrase.chars().collect();
+    let kinds: [(fn(&char) -> bool, u32); 5] = [
+        (char::is_ascii_lowercase, 26),
+        (char::is_ascii_uppercase, 26),
+        (char::is_ascii_digit, 10),
+        (|c| c.is_ascii() && !c.is_ascii_alphanumeric(), 33),
+        (|c| !c.is_ascii(), 100),
+    ];
+    let pool: u32 = kinds.iter().filter(|(is, _)| chars.iter().any(is)).map(|(_, size)| size).sum();
+    let pairs: std::collections::HashSet<&[char]> = chars.windows(2).collect();
+    let counted = if chars.is_empty() { 0 } else { 1 + pairs.len() };
+    (counted as f64 * f64::from(pool.max(1)).log2()) as u32
+}
+
+/// Refuses a DR passphrase too weak to stand an offline guess against the bucket's key file.
+pub fn check_passphrase(secret: &str, passphrase: &str) -> Result<()> {
+    let length = passphrase.chars().count();
+    let bits = passphrase_bits(passphrase);
+    let why = if length < MIN_PASSPHRASE_CHARS {
+        format!("it has {length} characters")
+    } else if bits < MIN_PASSPHRASE_BITS {
+        format!("it is estimated at {bits} bits (too few kinds of characters, or a pattern repeated)")
+    } else {
+        return Ok(());
+    };
+    Err(DrError::WeakPassphrase { secret: secret.to_string(), why })
+}
 
 /// Reads the DR passphrase (key `key` of a Secret in kasten-io).
 pub async fn passphrase(cluster: &Cluster, secret: &str) -> Result<String> {
@@ -645,4 +685,21 @@ pub fn warnings(policies: &[Policy], profiles: &[Profile]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_passphrases_are_refused_and_strong_ones_pass() {
+        for weak in ["", "hunter2", "Password1!", "aaaaaaaaaaaaaaaaaaaaaaaa", "abcabcabcabcabcabcabc", "0123456789012345", "passwordpassword", "hunter2hunter2hunter2"] {
+            let err = check_passphrase("k10-dr-secret", weak).unwrap_err().to_string();
+            assert!(err.contains("too weak") && err.contains("kasten-io/k10-dr-secret"), "{weak:?}: {err}");
+            assert!(weak.is_empty() || !err.contains(weak), "the error repeats the passphrase: {err}");
+        }
+        for strong in ["correct horse battery staple", "drill-3f9a1c2e7b4d5a6f", "Tr0ub4dor&3-Xq9!zL2m", "éléphant rose qui danse à minuit"] {
+            check_passphrase("k10-dr-secret", strong).unwrap_or_else(|e| panic!("{strong:?}: {e} ({} bits)", passphrase_bits(strong)));
+        }
+    }
 }

@@ -450,8 +450,8 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
 }
 
 /// Copies the directory `src` to `dst` (which must not exist): regular files with their
-/// contents, modes, owners and mtimes, directories with their modes, owners and mtimes, symlinks
-/// with their targets and owners (a CSI snapshot is the volume's filesystem as it was). Owners
+/// contents, modes, owners, mtimes and extended attributes, directories with their modes,
+/// owners, mtimes and extended attributes, symlinks with their targets and owners (a CSI snapshot is the volume's filesystem as it was). Owners
 /// are kept where this process may give files away (as root). Other file types (sockets,
 /// FIFOs, devices) are skipped; hard links become copies.
 pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
@@ -489,8 +489,16 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Gives `to` the owner of `from` (not following symlinks), where this process may.
+/// Gives `to` the owner of `from` (not following symlinks), where this process may, and the
+/// extended attributes of a file or directory.
 fn keep_owner(from: &Path, to: &Path) -> io::Result<()> {
+    if !std::fs::symlink_metadata(from)?.file_type().is_symlink() {
+        for name in xattr::list(from).into_iter().flatten() {
+            if let Some(value) = xattr::get(from, &name)? {
+                xattr::set(to, &name, &value)?;
+            }
+        }
+    }
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(from)?;
     match std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())) {
