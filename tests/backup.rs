@@ -274,6 +274,38 @@ async fn a_control_pod_replaced_mid_run_makes_one_restore_point() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_data_movers_secret_is_owned_by_its_job_from_the_moment_it_exists() {
+    let f = Fixture::new().await;
+    tree::small(&f.volume("data"));
+    f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
+    // Every change to a Secret in the application's namespace, as a watcher there sees it.
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(f.server.kubeconfig_path())
+        .args(["get", "secrets", "-n", "shop", "--watch", "--output-watch-events", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    f.k10.run(&["policy", "run", "p", "--wait"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    watch.kill().unwrap();
+    let mut seen = String::new();
+    std::io::Read::read_to_string(watch.stdout.as_mut().unwrap(), &mut seen).unwrap();
+    let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&seen).into_iter().map(Result::unwrap).collect();
+    let movers: Vec<&serde_json::Value> = events.iter().filter(|e| e["object"]["metadata"]["name"].as_str().unwrap_or("").starts_with("k10-backup-")).collect();
+    assert!(movers.iter().any(|e| e["type"] == "ADDED"), "the run's data mover Secrets were not seen: {seen}");
+    for e in &movers {
+        let owners = &e["object"]["metadata"]["ownerReferences"];
+        assert_eq!(owners[0]["kind"], "Job", "a data mover's Secret without its Job as owner ({}): {e}", e["type"]);
+        assert!(e["object"]["metadata"]["name"].as_str().unwrap().starts_with(owners[0]["name"].as_str().unwrap()), "{e}");
+    }
+    let left = f.kubectl(&["get", "secrets,jobs", "-n", "shop", "-o", "name"]);
+    assert!(!left.contains("k10-backup-"), "{left}");
+    assert_eq!(f.contents().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn crds_rbac_and_background_runs_work_with_kubectl() {
     let f = Fixture::new().await;
     std::fs::write(f.volume("data").join("a.txt"), b"a").unwrap();

@@ -497,6 +497,9 @@ impl NamespaceBackup<'_> {
                 Err(why) => (claim.clone(), node_of(&pod_list, &claim), "live", format!(": {why}")),
             };
             (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{}, from the {source} volume{why})", i + 1, claims.len()));
+            (self.progress)(&format!(
+                "namespace {ns}: volume {claim}: its data mover runs in {ns}, with the store's keys and the repository password in a Secret its Job owns, removed with it"
+            ));
             let mut args = vec!["datamover".to_string(), "backup".into(), "--path".into(), "/data".into()];
             args.extend(target.args());
             for tag in [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into(), format!("source={source}")] {

@@ -55,7 +55,7 @@ pub fn cluster_role() -> ClusterRole {
             rule(&["*"], &["*"], &["create", "delete"]),
             rule(&[""], &["pods/log"], &["get"]),
             // Server-side apply and status updates.
-            rule(&["batch"], &["cronjobs"], &["patch"]),
+            rule(&["batch"], &["cronjobs", "jobs"], &["patch"]),
             rule(&["config.kio.kasten.io"], &["profiles", "policies", "profiles/status", "policies/status"], &["patch", "update"]),
             rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["patch"]),
             rule(&[""], &["namespaces", "serviceaccounts"], &["patch"]),

@@ -70,7 +70,8 @@ pub const MIN_PASSPHRASE_BITS: u32 = 80;
 /// neighbours count, so that repeating a word or a pattern adds nothing.
 pub fn passphrase_bits(passphrase: &str) -> u32 {
     let chars: Vec<char> = passphrase.chars().collect();
-    let kinds: [(fn(&char) -> bool, u32); 5] = [
+    type Kind = (fn(&char) -> bool, u32);
+    let kinds: [Kind; 5] = [
         (char::is_ascii_lowercase, 26),
         (char::is_ascii_uppercase, 26),
         (char::is_ascii_digit, 10),

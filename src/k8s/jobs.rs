@@ -1,5 +1,6 @@
 //! Runs the product's own binary as a Kubernetes Job (the data mover) and waits for it.
-//! Secrets reach the Job only through a Secret it references; both are removed afterwards.
+//! Secrets reach the Job only through a Secret it references and that it owns from the moment it
+//! exists; both are removed afterwards.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use k8s_openapi::api::core::v1::{
     SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, ObjectMeta, PostParams, PropagationPolicy};
 
 use super::{Cluster, K8sError};
@@ -244,53 +246,71 @@ impl ProductJob {
     /// [`ProductJob::run`], telling `progress` what the pod is doing whenever that changes
     /// (waiting to be scheduled, pulling its image, running), in the cluster's words.
     pub async fn run_reporting(&self, cluster: &Cluster, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
-        let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let result = match self.create(cluster, &jobs).await {
+            Ok(()) => self.wait(cluster, &jobs, progress).await,
+            Err(e) => Err(e),
+        };
+        // The Secret goes with its Job (the garbage collector); removed here too, at once.
+        let background = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        let _ = jobs.delete(&self.name, &background).await;
+        if !self.secret_env.is_empty() {
+            let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
+            let _ = secrets.delete(&self.secret_name(), &DeleteParams::default()).await;
+        }
+        result
+    }
+
+    /// Creates the Job and, for secret environment, its Secret, owned by the Job from the moment
+    /// it exists: the Job is created suspended, the Secret with the Job as its owner, then the
+    /// Job resumed. Whatever kills this process from then on, the cluster removes the Secret with
+    /// the Job (at the latest when its TTL ends).
+    async fn create(&self, cluster: &Cluster, jobs: &Api<Job>) -> Result<(), JobError> {
+        let mut job = self.job();
+        let with_secret = !self.secret_env.is_empty();
+        if let Some(spec) = job.spec.as_mut() {
+            spec.suspend = Some(with_secret);
+        }
+        let made = jobs
+            .create(&PostParams::default(), &job)
+            .await
+            .map_err(|e| cluster.err(e, format!("create Job {}/{}", self.namespace, self.name)))?;
+        if !with_secret {
+            return Ok(());
+        }
+        let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(self.secret_name()),
                 namespace: Some(self.namespace.clone()),
                 labels: Some(self.labels.clone()),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "batch/v1".into(),
+                    kind: "Job".into(),
+                    name: self.name.clone(),
+                    uid: made.metadata.uid.clone().unwrap_or_default(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             },
-            data: Some(
-                self.secret_env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
-                    .collect(),
-            ),
+            data: Some(self.secret_env.iter().map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes()))).collect()),
             ..Default::default()
         };
         secrets
             .create(&PostParams::default(), &secret)
             .await
             .map_err(|e| cluster.err(e, format!("create Secret {}/{}", self.namespace, self.secret_name())))?;
-        let result = self.create_and_wait(cluster, &jobs, progress).await;
-        let background = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..Default::default()
-        };
-        let _ = jobs.delete(&self.name, &background).await;
-        let _ = secrets.delete(&self.secret_name(), &DeleteParams::default()).await;
-        result
+        let resume = serde_json::json!({"spec": {"suspend": false}});
+        jobs.patch(&self.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&resume))
+            .await
+            .map_err(|e| cluster.err(e, format!("resume Job {}/{}", self.namespace, self.name)))?;
+        Ok(())
     }
 
-    async fn create_and_wait(&self, cluster: &Cluster, jobs: &Api<Job>, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
-        let job = jobs
-            .create(&PostParams::default(), &self.job())
-            .await
-            .map_err(|e| cluster.err(e, format!("create Job {}/{}", self.namespace, self.name)))?;
-        // The Secret belongs to the Job: if this process dies before removing them, the cluster's
-        // garbage collector removes the Secret with the Job.
-        if let Some(uid) = job.metadata.uid {
-            let owner = serde_json::json!({"metadata": {"ownerReferences": [{
-                "apiVersion": "batch/v1", "kind": "Job", "name": self.name, "uid": uid,
-            }]}});
-            let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
-            let _ = secrets
-                .patch(&self.secret_name(), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&owner))
-                .await;
-        }
+    async fn wait(&self, cluster: &Cluster, jobs: &Api<Job>, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let started = tokio::time::Instant::now();
         let mut round = 0u64;

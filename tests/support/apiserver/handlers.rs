@@ -433,9 +433,18 @@ fn patch(
         return Err(ApiError::bad_request("the patch body is empty"));
     }
     let opts = write_opts(query);
-    let (obj, created) =
-        lock(&shared.state).patch(res, ns, name, kind, body, status_only, &opts)?;
-    if created && !opts.dry_run {
+    let suspended = |state: &store::State| {
+        res.is("batch", "jobs")
+            && state.get_object("batch", "jobs", ns.unwrap_or(""), name).is_some_and(|j| j["spec"]["suspend"] == true)
+    };
+    let (obj, created, resumed) = {
+        let mut state = lock(&shared.state);
+        let was_suspended = suspended(&state);
+        let (obj, created) = state.patch(res, ns, name, kind, body, status_only, &opts)?;
+        (obj, created, was_suspended && !suspended(&state))
+    };
+    // A created object, or a suspended Job resumed: the Job controller starts its pod.
+    if (created || resumed) && !opts.dry_run {
         after_write(shared, res, &obj);
     }
     Ok(json_response(if created { 201 } else { 200 }, &obj))

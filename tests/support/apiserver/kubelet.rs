@@ -71,6 +71,18 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
         if job["spec"]["suspend"].as_bool() == Some(true) {
             return;
         }
+        // Level-triggered, as the Job controller is: a Job that has its pod gets no second one
+        // (a start for its creation may come after a start for its resumption).
+        let job_uid = job["metadata"]["uid"].clone();
+        let has_pod = state.find_resource("", "pods").is_some_and(|pods| {
+            state
+                .select(&pods, Some(&namespace), &Default::default())
+                .iter()
+                .any(|(_, pod)| pod["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|o| o["uid"] == job_uid)))
+        });
+        if has_pod || job["status"]["conditions"].as_array().is_some_and(|c| !c.is_empty()) {
+            return;
+        }
         state.set_status(
             "batch",
             "jobs",

@@ -175,7 +175,8 @@
 //!   exit code in the message. There are no retries (backoffLimit is not honoured): one pod, one
 //!   run. `activeDeadlineSeconds` kills the process (reason `DeadlineExceeded`). Deleting the pod
 //!   (or the Job with a non-Orphan policy) kills the process (the Job, if left, fails with reason
-//!   `PodDeleted`). A Job created suspended never runs; resuming it is not modelled.
+//!   `PodDeleted`). A Job created suspended runs when a patch resumes it (`spec.suspend` true → false); a
+//!   replace (PUT) that resumes one is not modelled.
 //!
 //! # CSI snapshots
 //! What the external-snapshotter, the CSI external-provisioner and a CSI driver do, for every
