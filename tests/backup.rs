@@ -292,6 +292,7 @@ async fn a_data_movers_secret_is_owned_by_its_job_from_the_moment_it_exists() {
     watch.kill().unwrap();
     let mut seen = String::new();
     std::io::Read::read_to_string(watch.stdout.as_mut().unwrap(), &mut seen).unwrap();
+    watch.wait().unwrap();
     let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&seen).into_iter().map(Result::unwrap).collect();
     let movers: Vec<&serde_json::Value> = events.iter().filter(|e| e["object"]["metadata"]["name"].as_str().unwrap_or("").starts_with("k10-backup-")).collect();
     assert!(movers.iter().any(|e| e["type"] == "ADDED"), "the run's data mover Secrets were not seen: {seen}");
