@@ -223,16 +223,19 @@ fn verbs<'a>(role: &'a Value, group: &str, resource: &str) -> Vec<&'a str> {
 fn rbac_grants_what_the_restore_needs() {
     let docs = render(&REQUIRED);
     let role = helm::find(&docs, "Role", "k10-restore").expect("Role k10-restore");
-    let ns_verbs = ["create", "delete", "get", "list", "patch"];
-    assert_eq!(verbs(role, "", "secrets"), ns_verbs);
-    assert_eq!(verbs(role, "config.kio.kasten.io", "profiles"), ns_verbs);
-    assert_eq!(verbs(role, "config.kio.kasten.io", "policies"), ns_verbs);
+    // Only what the restore does (it creates what the catalog held, never changes or deletes):
+    // the drill's DR restore runs under exactly these rules on the stand-in, which enforces RBAC.
+    assert_eq!(verbs(role, "", "secrets"), ["create", "get"]);
+    assert_eq!(verbs(role, "config.kio.kasten.io", "profiles"), ["create", "get", "list"]);
+    assert_eq!(verbs(role, "config.kio.kasten.io", "policies"), ["create", "get", "list"]);
+    assert_eq!(role["rules"].as_sequence().unwrap().len(), 2, "no other rule");
 
     let cluster_role = docs.iter().find(|d| d["kind"].as_str() == Some("ClusterRole")).expect("ClusterRole");
     assert_eq!(verbs(cluster_role, "", "namespaces"), ["get", "list"]);
     for resource in ["restorepoints", "restorepointcontents"] {
-        assert_eq!(verbs(cluster_role, "apps.kio.kasten.io", resource), ["create", "delete", "get", "list"]);
+        assert_eq!(verbs(cluster_role, "apps.kio.kasten.io", resource), ["create", "get", "list"]);
     }
+    assert_eq!(cluster_role["rules"].as_sequence().unwrap().len(), 2, "no other rule");
 
     // Both bindings give their role to the Job's service account in the release namespace.
     for (kind, role_kind, role_name) in [

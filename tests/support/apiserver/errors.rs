@@ -55,6 +55,20 @@ impl ApiError {
         .with_details(group, plural, name)
     }
 
+    /// No credentials, or unknown ones.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// `secrets "x" is forbidden: User "…" cannot get resource …` (the authorizer's `why`).
+    pub fn forbidden(group: &str, plural: &str, name: Option<&str>, why: &str) -> ApiError {
+        let object = match name {
+            Some(name) => format!("{} \"{name}\"", qualified(group, plural)),
+            None => qualified(group, plural),
+        };
+        ApiError::new(403, "Forbidden", format!("{object} is forbidden: {why}")).with_details(group, plural, name.unwrap_or(""))
+    }
+
     /// A path the server does not serve.
     pub fn no_route() -> ApiError {
         ApiError::new(

@@ -8,6 +8,7 @@ use super::openapi;
 use super::patch::PatchKind;
 use super::protobuf;
 use super::selectors;
+use super::rbac;
 use super::store::{self, DeleteOpts, Key, ListOpts, Shared, WatchEvent, WriteOpts};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -102,6 +103,10 @@ async fn route(
         .map(decode_segment)
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let caller = {
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        rbac::authenticate(&lock(&shared.state), authorization)?
+    };
 
     // Discovery and health.
     if *method == Method::GET {
@@ -167,7 +172,33 @@ async fn route(
         let state = lock(&shared.state);
         parse_target(&state, group, version, rest).ok_or_else(ApiError::no_route)?
     };
+    authorize(shared, &caller, method, &query, &target)?;
     handle_resource(shared, method, headers, body, &query, target).await
+}
+
+/// The RBAC verb of a request, and whether the caller may.
+fn authorize(shared: &Arc<Shared>, caller: &rbac::Caller, method: &Method, query: &Query, t: &Target) -> ApiResult<()> {
+    let verb = match (method.as_str(), t.name.as_deref()) {
+        ("GET", None) if t.watch_prefix || flag(query, "watch") => "watch",
+        ("GET", None) => "list",
+        ("GET", Some(_)) if t.watch_prefix || flag(query, "watch") => "watch",
+        ("GET", Some(_)) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", None) => "deletecollection",
+        ("DELETE", Some(_)) => "delete",
+        _ => return Ok(()),
+    };
+    let request = rbac::Request {
+        verb,
+        group: &t.res.group,
+        resource: &t.res.plural,
+        subresource: t.subresource.as_deref(),
+        namespace: t.namespace.as_deref(),
+        name: t.name.as_deref(),
+    };
+    rbac::authorize(&lock(&shared.state), caller, &request)
 }
 
 /// Splits `[watch/][namespaces/<ns>/]<plural>[/<name>[/<sub>]]`.

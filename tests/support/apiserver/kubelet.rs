@@ -101,6 +101,14 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
             super::objects::warning_event(&mut state, ("batch/v1", "Job"), &job, "FailedCreate", &message, "job-controller");
             return;
         }
+        // The ServiceAccount admission plugin: a pod of a missing ServiceAccount is refused.
+        let account = job["spec"]["template"]["spec"]["serviceAccountName"].as_str().unwrap_or("default").to_string();
+        if state.get_object("", "serviceaccounts", &namespace, &account).is_none() {
+            let pod = format!("{job_name}-{}", random_suffix());
+            let message = format!("Error creating: pods \"{pod}\" is forbidden: error looking up service account {namespace}/{account}: serviceaccount \"{account}\" not found");
+            super::objects::warning_event(&mut state, ("batch/v1", "Job"), &job, "FailedCreate", &message, "job-controller");
+            return;
+        }
         let Some(pod) = create_pod(&mut state, &job) else {
             return;
         };
@@ -568,10 +576,17 @@ fn prepare(
         full_env.push((k, translate(&v)));
     }
     full_env.retain(|(name, _)| name != "KUBECONFIG" && name != "K10_STANDIN");
-    full_env.push((
-        "KUBECONFIG".into(),
-        shared.config.kubeconfig_path.to_string_lossy().into_owned(),
-    ));
+    // The pod's ServiceAccount token, as a kubeconfig (standing in for the projected token and
+    // the in-cluster config), unless the pod opts out of it.
+    if spec["automountServiceAccountToken"].as_bool() != Some(false) {
+        let account = spec["serviceAccountName"].as_str().unwrap_or("default").to_string();
+        let token = format!("sa-{}{}{}", random_suffix(), random_suffix(), random_suffix());
+        let kubeconfig = scratch.path().join("kubeconfig");
+        super::write_kubeconfig_for(&kubeconfig, &shared.config.url, &token, namespace)
+            .map_err(|e| refuse("StartError", format!("cannot write the pod's kubeconfig: {e}")))?;
+        state.tokens.insert(token, super::rbac::Caller::ServiceAccount { namespace: namespace.to_string(), name: account });
+        full_env.push(("KUBECONFIG".into(), kubeconfig.to_string_lossy().into_owned()));
+    }
     full_env.push(("K10_STANDIN".into(), "1".into()));
 
     let workdir = match container["workingDir"].as_str().filter(|w| !w.is_empty()) {
@@ -591,17 +606,12 @@ fn prepare(
     if user.is_some_and(|(uid, _)| uid != 0) && stand_in_is_root() {
         // What a container reaches through its mounts, a process of another user reaches through
         // the directories above them: let it pass through (not list) them.
-        let mut reached: Vec<&Path> = vec![scratch.path(), &workdir, &shared.config.kubeconfig_path];
+        let mut reached: Vec<&Path> = vec![scratch.path(), &workdir];
         let locals: Vec<PathBuf> = mounts.iter().map(|(_, local)| local.clone()).collect();
         reached.extend(locals.iter().map(PathBuf::as_path));
         for path in reached {
             let_others_pass(path).map_err(|e| refuse("StartError", format!("cannot open {} to user {:?}: {e}", path.display(), user)))?;
         }
-        // The kubeconfig stands in for the ServiceAccount token a kubelet mounts readable.
-        let kubeconfig = &shared.config.kubeconfig_path;
-        std::fs::metadata(kubeconfig)
-            .and_then(|m| std::fs::set_permissions(kubeconfig, std::fs::Permissions::from_mode(m.permissions().mode() | 0o004)))
-            .map_err(|e| refuse("StartError", format!("cannot open the kubeconfig to user {user:?}: {e}")))?;
         make_readable_tree(scratch.path()).map_err(|e| refuse("StartError", format!("cannot open the pod's scratch directory: {e}")))?;
     }
     Ok(Plan {

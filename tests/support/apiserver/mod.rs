@@ -8,7 +8,9 @@
 //! * Plain HTTP on `127.0.0.1:<port>` (a free port unless one is asked for). A kubeconfig is
 //!   written with cluster `standin`, user `standin` (bearer token `standin-token`, which is never
 //!   checked), and context `standin` (namespace `default`) as the current context.
-//! * No authentication, no authorization, no admission webhooks: every request is allowed.
+//! * Authentication and RBAC as in `rbac.rs`: the kubeconfig's token is the cluster admin; a pod
+//!   the stand-in kubelet runs gets its ServiceAccount's token and is authorized by RBAC. No
+//!   admission webhooks.
 //! * Request bodies: JSON or YAML. Protobuf only for v1 Namespace, ConfigMap, Secret and
 //!   ServiceAccount, which is what `kubectl create namespace|configmap|secret|serviceaccount`
 //!   send; other protobuf bodies get 415 (e.g. `kubectl create deployment`: use
@@ -249,6 +251,7 @@ mod openapi;
 mod patch;
 mod podsecurity;
 mod protobuf;
+mod rbac;
 mod selectors;
 mod snapshots;
 mod store;
@@ -473,8 +476,13 @@ impl Drop for ApiServer {
     }
 }
 
-/// Writes a kubeconfig for `url` with cluster, user and context all named `standin`.
+/// Writes a kubeconfig for `url` with cluster, user and context all named `standin`: the admin's
+/// (`standin-token`, namespace `default`), or a pod's ServiceAccount's.
 fn write_kubeconfig(path: &Path, url: &str) -> io::Result<()> {
+    write_kubeconfig_for(path, url, rbac::ADMIN_TOKEN, "default")
+}
+
+pub(crate) fn write_kubeconfig_for(path: &Path, url: &str, token: &str, namespace: &str) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)?;
@@ -490,13 +498,13 @@ clusters:
 users:
 - name: standin
   user:
-    token: standin-token
+    token: {token}
 contexts:
 - name: standin
   context:
     cluster: standin
     user: standin
-    namespace: default
+    namespace: {namespace}
 current-context: standin
 preferences: {{}}
 "

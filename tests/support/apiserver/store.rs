@@ -162,6 +162,8 @@ pub struct State {
     pub running: HashMap<String, Arc<tokio::sync::Notify>>,
     /// Pods force-deleted while their process ran on: their end changes nothing.
     pub orphans: std::collections::HashSet<String>,
+    /// ServiceAccount tokens the kubelet minted for pods: token → its ServiceAccount.
+    pub tokens: HashMap<String, super::rbac::Caller>,
     /// Last cluster IP handed out (offset in 10.96.0.0/16).
     pub last_cluster_ip: u32,
 }
@@ -182,6 +184,7 @@ impl State {
             logs: HashMap::new(),
             running: HashMap::new(),
             orphans: Default::default(),
+            tokens: HashMap::new(),
             last_cluster_ip: 9,
         };
         objects::seed(&mut state, &config.default_namespace_uid);
