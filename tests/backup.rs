@@ -307,6 +307,48 @@ async fn a_data_movers_secret_is_owned_by_its_job_from_the_moment_it_exists() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_mid_volume_leaves_only_objects_that_go_with_their_job() {
+    use support::apiserver::{STANDARD_PROVISIONER, VOLUME_SNAPSHOT_CRDS};
+    let f = Fixture::new().await;
+    std::fs::write(f.volume("data").join("big.bin"), tree::noise(4, 40 * 1024 * 1024)).unwrap();
+    f.kubectl_apply(VOLUME_SNAPSHOT_CRDS);
+    f.kubectl(&["wait", "--for=condition=established", "crd/volumesnapshotclasses.snapshot.storage.k8s.io"]);
+    f.kubectl_apply(&format!(
+        "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {{name: csi}}\ndriver: {STANDARD_PROVISIONER}\ndeletionPolicy: Delete\n"
+    ));
+    f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
+
+    // The run is killed (its process, as a lost node kills a control pod) while its first data
+    // mover runs.
+    let mut run = f.k10.command(&["policy", "run", "p", "--wait"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let job = loop {
+        assert!(std::time::Instant::now() < deadline, "the run never started a data mover");
+        let pods = f.json(&["get", "pods", "-n", "shop", "-l", "app.kubernetes.io/managed-by=k10"]);
+        if let Some(pod) = pods["items"].as_array().unwrap().iter().find(|p| p["status"]["phase"] == "Running") {
+            break pod["metadata"]["labels"]["job-name"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    run.kill().unwrap();
+    run.wait().unwrap();
+
+    // What it made in the application's namespace belongs to that data mover Job...
+    let left = f.json(&["get", "secrets,persistentvolumeclaims,volumesnapshots.snapshot.storage.k8s.io", "-n", "shop", "-l", "app.kubernetes.io/managed-by=k10"]);
+    let left = left["items"].as_array().unwrap().clone();
+    let kinds: std::collections::BTreeSet<&str> = left.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["PersistentVolumeClaim", "Secret", "VolumeSnapshot"].into(), "{left:?}");
+    for o in &left {
+        assert_eq!(o["metadata"]["ownerReferences"][0]["name"], job.as_str(), "{o}");
+    }
+    // ...so the cluster removes all of it with the Job (its TTL, a day after it ends).
+    f.kubectl(&["wait", "--for=condition=complete", "--timeout=120s", &format!("job/{job}"), "-n", "shop"]);
+    f.kubectl(&["delete", "job", &job, "-n", "shop"]);
+    let left = f.kubectl(&["get", "secrets,persistentvolumeclaims,volumesnapshots.snapshot.storage.k8s.io", "-n", "shop", "-l", "app.kubernetes.io/managed-by=k10", "-o", "name"]);
+    assert!(left.trim().is_empty(), "{left}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn crds_rbac_and_background_runs_work_with_kubectl() {
     let f = Fixture::new().await;
     std::fs::write(f.volume("data").join("a.txt"), b"a").unwrap();

@@ -1509,10 +1509,10 @@ async fn kubelet_maps_pvcs_secrets_and_env() {
         "s3cr3t"
     );
     let env = std::fs::read_to_string(out.join("env.txt")).unwrap();
-    assert_eq!(
-        env,
-        format!("fast|default|1|{}", server.kubeconfig_path().display())
-    );
+    // KUBECONFIG is the pod's own, with its ServiceAccount's token (tests/rbac.rs uses it).
+    let (head, kubeconfig) = env.rsplit_once('|').unwrap();
+    assert_eq!(head, "fast|default|1");
+    assert!(kubeconfig.contains("k8s-standin-pod-") && kubeconfig.ends_with("/kubeconfig") && kubeconfig != server.kubeconfig_path().to_str().unwrap(), "{kubeconfig}");
     assert_eq!(
         std::fs::read_to_string(out.join("from-secret-volume.txt")).unwrap(),
         "tok"

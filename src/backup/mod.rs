@@ -491,9 +491,10 @@ impl NamespaceBackup<'_> {
             let claim = pvc.metadata.name.clone().unwrap_or_default();
             // A clone of a fresh CSI snapshot where the driver has a VolumeSnapshotClass; else the
             // live volume, read-only, on the node where a pod mounts it.
-            let clone = snapshots::clone_of(cluster, pvc, &job_name("k10-snap", run_id, i)).await?;
-            let (mount, node_name, source, why) = match &clone {
-                Ok(c) => (c.claim.clone(), None, "snapshot", String::new()),
+            let snapshot_name = job_name("k10-snap", run_id, i);
+            let class = snapshots::class_for(cluster, pvc).await?;
+            let (mount, node_name, source, why) = match &class {
+                Ok(_) => (snapshots::clone_claim_name(&snapshot_name), None, "snapshot", String::new()),
                 Err(why) => (claim.clone(), node_of(&pod_list, &claim), "live", format!(": {why}")),
             };
             (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{}, from the {source} volume{why})", i + 1, claims.len()));
@@ -523,8 +524,20 @@ impl NamespaceBackup<'_> {
                 labels: snapshots::labels(),
                 timeout: JOB_TIMEOUT,
             };
-            let result = job.run_reporting(cluster, &|doing| (self.progress)(&format!("namespace {ns}: volume {claim}: {doing}"))).await;
-            if let Ok(c) = &clone {
+            // The Job first, suspended: the snapshot and its clone are its own from the start.
+            let suspended = job.create_suspended(cluster).await?;
+            let clone = match &class {
+                Ok(class) => match snapshots::clone_of(cluster, pvc, &snapshot_name, class, suspended.owner()).await {
+                    Ok(clone) => Some(clone),
+                    Err(e) => {
+                        suspended.abandon().await;
+                        return Err(e.into());
+                    }
+                },
+                Err(_) => None,
+            };
+            let result = suspended.run(&|doing| (self.progress)(&format!("namespace {ns}: volume {claim}: {doing}"))).await;
+            if let Some(c) = &clone {
                 c.remove(cluster).await;
             }
             result?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use serde_json::json;
 
@@ -52,7 +53,7 @@ pub enum SnapshotError {
 /// class when the claim is created): a claim without one, or with `""` (bound statically to a
 /// PersistentVolume made by hand), has no provisioner and no snapshot class, and neither has a
 /// claim whose StorageClass was deleted since. None of them fails the backup.
-async fn class_for(cluster: &Cluster, pvc: &PersistentVolumeClaim) -> Result<Result<String, String>, K8sError> {
+pub async fn class_for(cluster: &Cluster, pvc: &PersistentVolumeClaim) -> Result<Result<String, String>, K8sError> {
     let name = pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone());
     let provisioner = match name.as_deref() {
         None => return Ok(Err("the claim has no StorageClass".into())),
@@ -80,22 +81,25 @@ async fn class_for(cluster: &Cluster, pvc: &PersistentVolumeClaim) -> Result<Res
         .ok_or_else(|| format!("no VolumeSnapshotClass for its driver {provisioner}")))
 }
 
-/// Snapshots the claim and clones it, when its driver has a VolumeSnapshotClass; else says why
-/// its live volume is to be read.
-pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str) -> Result<Result<Clone, String>, SnapshotError> {
-    let class = match class_for(cluster, pvc).await? {
-        Ok(class) => class,
-        Err(why) => return Ok(Err(why)),
-    };
+/// The clone claim [`clone_of`] makes under `name`.
+pub fn clone_claim_name(name: &str) -> String {
+    format!("{name}-clone")
+}
+
+/// Snapshots the claim with the VolumeSnapshotClass `class` and clones the snapshot into a new
+/// claim, both owned by `owner` (the data mover Job that reads the clone): whatever happens to
+/// the run, the cluster removes them with that Job.
+pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str, class: &str, owner: &OwnerReference) -> Result<Clone, SnapshotError> {
     let namespace = pvc.metadata.namespace.clone().unwrap_or_default();
     let claim = pvc.metadata.name.clone().unwrap_or_default();
     let labels = json!({"app.kubernetes.io/managed-by": "k10"});
+    let owners = json!([owner]);
     let snapshots: Api<DynamicObject> =
         Api::namespaced_with(cluster.client.clone(), &namespace, &resource("VolumeSnapshot", "volumesnapshots"));
     let snapshot: DynamicObject = serde_json::from_value(json!({
         "apiVersion": format!("{GROUP}/v1"),
         "kind": "VolumeSnapshot",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owners},
         "spec": {"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": claim}},
     }))
     .expect("a valid VolumeSnapshot");
@@ -106,7 +110,7 @@ pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str
     let clone = Clone {
         namespace: namespace.clone(),
         snapshot: name.to_string(),
-        claim: format!("{name}-clone"),
+        claim: clone_claim_name(name),
     };
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     let restore_size = loop {
@@ -142,7 +146,7 @@ pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str
     let clone_pvc: PersistentVolumeClaim = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": clone.claim, "namespace": namespace, "labels": labels},
+        "metadata": {"name": clone.claim, "namespace": namespace, "labels": labels, "ownerReferences": owners},
         "spec": {
             "storageClassName": spec.storage_class_name,
             "accessModes": ["ReadWriteOnce"],
@@ -155,7 +159,7 @@ pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str
         clone.remove(cluster).await;
         return Err(cluster.err(e, format!("create PersistentVolumeClaim {namespace}/{}", clone.claim)).into());
     }
-    Ok(Ok(clone))
+    Ok(clone)
 }
 
 impl Clone {

@@ -246,12 +246,59 @@ impl ProductJob {
     /// [`ProductJob::run`], telling `progress` what the pod is doing whenever that changes
     /// (waiting to be scheduled, pulling its image, running), in the cluster's words.
     pub async fn run_reporting(&self, cluster: &Cluster, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
+        self.create_suspended(cluster).await?.run(progress).await
+    }
+
+    /// Creates the Job suspended and, for secret environment, its Secret, owned by the Job from
+    /// the moment it exists. Objects made with [`Suspended::owner`] before [`Suspended::run`]
+    /// resumes it go with the Job too: whatever kills this process from then on, the cluster
+    /// removes them with the Job (at the latest when its TTL ends). On failure nothing is left.
+    pub async fn create_suspended<'a>(&'a self, cluster: &'a Cluster) -> Result<Suspended<'a>, JobError> {
         let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &self.namespace);
-        let result = match self.create(cluster, &jobs).await {
-            Ok(()) => self.wait(cluster, &jobs, progress).await,
-            Err(e) => Err(e),
+        let mut job = self.job();
+        if let Some(spec) = job.spec.as_mut() {
+            spec.suspend = Some(true);
+        }
+        let made = jobs
+            .create(&PostParams::default(), &job)
+            .await
+            .map_err(|e| cluster.err(e, format!("create Job {}/{}", self.namespace, self.name)))?;
+        let suspended = Suspended {
+            job: self,
+            cluster,
+            owner: OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: self.name.clone(),
+                uid: made.metadata.uid.clone().unwrap_or_default(),
+                ..Default::default()
+            },
         };
-        // The Secret goes with its Job (the garbage collector); removed here too, at once.
+        if self.secret_env.is_empty() {
+            return Ok(suspended);
+        }
+        let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(self.secret_name()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(self.labels.clone()),
+                owner_references: Some(vec![suspended.owner.clone()]),
+                ..Default::default()
+            },
+            data: Some(self.secret_env.iter().map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes()))).collect()),
+            ..Default::default()
+        };
+        if let Err(e) = secrets.create(&PostParams::default(), &secret).await {
+            suspended.abandon().await;
+            return Err(cluster.err(e, format!("create Secret {}/{}", self.namespace, self.secret_name())).into());
+        }
+        Ok(suspended)
+    }
+
+    /// Deletes the Job (its pod and what it owns go with it) and its Secret, at once.
+    async fn delete(&self, cluster: &Cluster) {
+        let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let background = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
@@ -261,53 +308,6 @@ impl ProductJob {
             let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
             let _ = secrets.delete(&self.secret_name(), &DeleteParams::default()).await;
         }
-        result
-    }
-
-    /// Creates the Job and, for secret environment, its Secret, owned by the Job from the moment
-    /// it exists: the Job is created suspended, the Secret with the Job as its owner, then the
-    /// Job resumed. Whatever kills this process from then on, the cluster removes the Secret with
-    /// the Job (at the latest when its TTL ends).
-    async fn create(&self, cluster: &Cluster, jobs: &Api<Job>) -> Result<(), JobError> {
-        let mut job = self.job();
-        let with_secret = !self.secret_env.is_empty();
-        if let Some(spec) = job.spec.as_mut() {
-            spec.suspend = Some(with_secret);
-        }
-        let made = jobs
-            .create(&PostParams::default(), &job)
-            .await
-            .map_err(|e| cluster.err(e, format!("create Job {}/{}", self.namespace, self.name)))?;
-        if !with_secret {
-            return Ok(());
-        }
-        let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &self.namespace);
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(self.secret_name()),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(self.labels.clone()),
-                owner_references: Some(vec![OwnerReference {
-                    api_version: "batch/v1".into(),
-                    kind: "Job".into(),
-                    name: self.name.clone(),
-                    uid: made.metadata.uid.clone().unwrap_or_default(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            },
-            data: Some(self.secret_env.iter().map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes()))).collect()),
-            ..Default::default()
-        };
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .map_err(|e| cluster.err(e, format!("create Secret {}/{}", self.namespace, self.secret_name())))?;
-        let resume = serde_json::json!({"spec": {"suspend": false}});
-        jobs.patch(&self.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&resume))
-            .await
-            .map_err(|e| cluster.err(e, format!("resume Job {}/{}", self.namespace, self.name)))?;
-        Ok(())
     }
 
     async fn wait(&self, cluster: &Cluster, jobs: &Api<Job>, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
@@ -463,6 +463,39 @@ impl ProductJob {
             }
         }
         String::new()
+    }
+}
+
+/// A product Job created suspended (see [`ProductJob::create_suspended`]).
+pub struct Suspended<'a> {
+    job: &'a ProductJob,
+    cluster: &'a Cluster,
+    owner: OwnerReference,
+}
+
+impl Suspended<'_> {
+    /// The owner reference to give objects that must go with the Job.
+    pub fn owner(&self) -> &OwnerReference {
+        &self.owner
+    }
+
+    /// Resumes the Job, waits for it (telling `progress` what its pod is doing), and removes it
+    /// with everything it owns, whatever happened. Returns its output (its pod's log).
+    pub async fn run(self, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
+        let (job, cluster) = (self.job, self.cluster);
+        let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &job.namespace);
+        let resume = serde_json::json!({"spec": {"suspend": false}});
+        let result = match jobs.patch(&job.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&resume)).await {
+            Ok(_) => job.wait(cluster, &jobs, progress).await,
+            Err(e) => Err(cluster.err(e, format!("resume Job {}/{}", job.namespace, job.name)).into()),
+        };
+        job.delete(cluster).await;
+        result
+    }
+
+    /// Removes the Job, never run, with everything it owns.
+    pub async fn abandon(self) {
+        self.job.delete(self.cluster).await;
     }
 }
 

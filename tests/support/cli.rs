@@ -61,6 +61,16 @@ impl K10 {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run kubectl-k10");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The command `run` runs, to start it in the background (and kill it).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .env_remove("AWS_ACCESS_KEY_ID")
@@ -73,11 +83,6 @@ impl K10 {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run kubectl-k10");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        cmd
     }
 }
