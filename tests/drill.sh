@@ -17,5 +17,8 @@ if [ $real = 0 ] && ! { [ -f target/s3env/pid ] && kill -0 "$(cat target/s3env/p
   started=1
 fi
 [ $started = 0 ] || trap 'tests/s3env.sh stop' EXIT
+# Where cargo builds (CARGO_TARGET_DIR, a config file, or ./target): cargo says.
+target_dir=$(cargo metadata --locked --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+echo "k10: building kubectl-k10 and the drill (debug) into $target_dir; the first build takes a few minutes" >&2
 cargo build --locked --quiet --bin kubectl-k10 --example drill
-target/debug/examples/drill "$@"
+"$target_dir/debug/examples/drill" "$@"

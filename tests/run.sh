@@ -11,4 +11,5 @@ else
   started=1
 fi
 [ $started = 0 ] || trap 'tests/s3env.sh stop' EXIT
+echo "k10: building and running the tests (debug); the first build takes several minutes" >&2
 cargo test --locked "$@"
