@@ -67,9 +67,9 @@ pub enum PolicyCommand {
         require_immutable: bool,
         /// The Job this run is in (set by the product's Jobs from their pod's labels): its pods
         /// make one restore point per namespace between them.
-        #[arg(long, env = crate::k8s::jobs::ENV_JOB_NAME, hide = true, requires = "job_uid")]
+        #[arg(long, env = crate::k8s::jobs::ENV_JOB_NAME, hide = true)]
         job_name: Option<String>,
-        #[arg(long, env = crate::k8s::jobs::ENV_JOB_UID, hide = true, requires = "job_name")]
+        #[arg(long, env = crate::k8s::jobs::ENV_JOB_UID, hide = true)]
         job_uid: Option<String>,
     },
 }
