@@ -6,6 +6,7 @@
 mod support;
 
 use support::app::Fixture;
+use support::cli::K10;
 use support::tree;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -19,9 +20,15 @@ async fn a_control_job_without_its_rules_fails_with_the_servers_403() {
     f.kubectl(&["wait", "--for=condition=complete", "--timeout=120s", &format!("job/{job}"), "-n", "kasten-io"]);
     assert_eq!(f.contents().len(), 1);
 
-    // ...without it, the same run is refused its first request, and says by whom and for what.
+    // ...without it, the same command (acting as kasten-io/k10, as every test's commands do) is
+    // refused its first request, and says by whom and for what...
     f.kubectl(&["delete", "clusterrolebinding", "k10"]);
-    let out = f.k10.run(&["policy", "run", "shop"]).ok().stdout;
+    f.k10.run(&["policy", "run", "shop"]).fails_with(&[
+        "is forbidden: User \"system:serviceaccount:kasten-io:k10\" cannot get resource \"policies\" in API group \"config.kio.kasten.io\" in the namespace \"kasten-io\"",
+    ]);
+    // ...and so is the control Job an admin starts.
+    let admin = K10 { kubeconfig: Some(f.server.kubeconfig_path().to_path_buf()), ..f.k10.clone() };
+    let out = admin.run(&["policy", "run", "shop"]).ok().stdout;
     let job = out.split("Job kasten-io/").nth(1).unwrap().split(';').next().unwrap().to_string();
     f.kubectl(&["wait", "--for=condition=failed", "--timeout=120s", &format!("job/{job}"), "-n", "kasten-io"]);
     let log = f.kubectl(&["logs", &format!("job/{job}"), "-n", "kasten-io"]);

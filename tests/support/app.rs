@@ -119,10 +119,16 @@ impl Fixture {
             ..Default::default()
         });
         let s3 = s3::env();
-        let k10 = K10::new(server.kubeconfig_path())
+        let admin = K10::new(server.kubeconfig_path())
             .with_env("AWS_ACCESS_KEY_ID", &s3.access_key)
             .with_env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
-        k10.run(&["install"]).ok();
+        // A cluster admin installs k10; from then on every command acts as k10's own
+        // ServiceAccount, under the RBAC install granted it (the stand-in enforces it).
+        admin.run(&["install"]).ok();
+        let k10 = K10 {
+            kubeconfig: Some(server.service_account_kubeconfig("kasten-io", "k10").unwrap()),
+            ..admin
+        };
         let bucket = s3::unique_bucket("backup");
         s3.create_locked_bucket(&bucket, Some((ObjectLockRetentionMode::Compliance, Retention::Days(60))))
             .await;

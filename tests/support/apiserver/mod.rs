@@ -425,6 +425,16 @@ impl ApiServer {
         &self.kubeconfig_path
     }
 
+    /// A kubeconfig acting as the ServiceAccount `namespace/name` (a token minted as for a pod,
+    /// as `kubectl create token` would), written next to the admin's.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> io::Result<PathBuf> {
+        let token = format!("sa-{}{}{}", store::random_suffix(), store::random_suffix(), store::random_suffix());
+        let path = self.kubeconfig_path.with_file_name(format!("kubeconfig-{namespace}-{name}"));
+        write_kubeconfig_for(&path, &self.shared.config.url, &token, namespace)?;
+        lock(&self.shared.state).tokens.insert(token, rbac::Caller::ServiceAccount { namespace: namespace.into(), name: name.into() });
+        Ok(path)
+    }
+
     /// How many force-deleted pods' processes still run (see `kubelet::force_delete_pod`).
     pub fn orphans_running(&self) -> usize {
         lock(&self.shared.state).orphans.len()
