@@ -124,8 +124,10 @@
 //!   `restricted` refuses the pods of Jobs that violate the level (the checks of the standard for
 //!   host namespaces, privileged, capabilities, hostPath and volume types, seccomp, runAsNonRoot,
 //!   runAsUser 0, allowPrivilegeEscalation): the Job gets a `FailedCreate` event and no pod, as from
-//!   the real Job controller. Pods created directly through the API are not checked. Deleting the claim deletes that directory and the PV, so a deleted
-//!   namespace really loses its volume data.
+//!   the real Job controller. Pods created directly through the API are not checked. Deleting the
+//!   claim deletes that directory and the PV, so a deleted namespace really loses its volume data.
+//! * ServiceAccount admission: the pod of a Job whose ServiceAccount does not exist in its
+//!   namespace is refused the same way (`error looking up service account …`).
 //! * Jobs are defaulted like the real API (selector on `batch.kubernetes.io/controller-uid`,
 //!   the matching template labels, completions/parallelism/backoffLimit) and refused (422)
 //!   without containers, without an image, or with a restartPolicy other than Never/OnFailure.
@@ -231,8 +233,9 @@
 //! Scheduling and nodes, every controller except the Job kubelet and the snapshot controller above
 //! (Deployments, StatefulSets, DaemonSets, ReplicaSets and CronJobs never create pods; bare Pods
 //! stay `Pending`), finalizers and graceful deletion (no `deletionTimestamp`, no Terminating
-//! namespaces), admission (quotas, limit ranges, pod security), authentication and RBAC
-//! enforcement, field validation and defaulting of built-in types beyond what is listed above,
+//! namespaces), admission (quotas, limit ranges; Pod Security only for the Job pods above, and the
+//! ServiceAccount check), RBAC beyond `rbac.rs` (aggregated roles, escalation checks, token
+//! expiry), field validation and defaulting of built-in types beyond what is listed above,
 //! immutable-field checks, CRD schema validation other than pruning, conversion, scale
 //! subresources, protobuf beyond the four kinds above, Table output (`kubectl get` prints its
 //! default NAME/AGE columns, CRD printer columns are not shown), aggregated discovery, OpenAPI
