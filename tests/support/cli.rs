@@ -55,6 +55,15 @@ impl K10 {
         }
     }
 
+    /// The same, acting as the ServiceAccount `kasten-io/k10` of `server` (after an admin's
+    /// `install`), under the RBAC install granted it.
+    pub fn as_service_account(self, server: &super::apiserver::ApiServer) -> K10 {
+        K10 {
+            kubeconfig: Some(server.service_account_kubeconfig("kasten-io", "k10").expect("a ServiceAccount kubeconfig")),
+            ..self
+        }
+    }
+
     pub fn with_env(mut self, key: &str, value: &str) -> K10 {
         self.env.push((key.into(), value.into()));
         self
