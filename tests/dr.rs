@@ -78,7 +78,7 @@ async fn the_catalog_comes_back_as_of_a_point_in_time_and_the_app_with_it() {
         .with_env("AWS_ACCESS_KEY_ID", &f.s3.access_key)
         .with_env("AWS_SECRET_ACCESS_KEY", &f.s3.secret_key);
     k10.run(&["install"]).ok();
-    let k10 = k10.as_service_account(&new);
+    let k10 = k10.acting_as_service_account(&new);
     kubectl(new.kubeconfig_path(), &["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=correct horse battery staple"]);
     k10.run(&["profile", "create", "recovery", "--bucket", &f.bucket, "--endpoint", &f.s3.endpoint]).ok();
 
@@ -120,7 +120,7 @@ async fn the_catalog_comes_back_as_of_a_point_in_time_and_the_app_with_it() {
         .with_env("AWS_ACCESS_KEY_ID", &f.s3.access_key)
         .with_env("AWS_SECRET_ACCESS_KEY", &f.s3.secret_key);
     k10b.run(&["install"]).ok();
-    let k10b = k10b.as_service_account(&newest);
+    let k10b = k10b.acting_as_service_account(&newest);
     kubectl(newest.kubeconfig_path(), &["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=correct horse battery staple"]);
     k10b.run(&["profile", "create", "recovery", "--bucket", &f.bucket, "--endpoint", &f.s3.endpoint]).ok();
     k10b.run(&["dr", "restore", "--source-cluster-id", &source_id, "--profile", "recovery"]).ok();

@@ -127,7 +127,7 @@ async fn the_catalog_of_t_comes_back_whatever_was_forged_after_t() {
         .with_env("AWS_ACCESS_KEY_ID", &f.s3.access_key)
         .with_env("AWS_SECRET_ACCESS_KEY", &f.s3.secret_key);
     k10.run(&["install"]).ok();
-    let k10 = k10.as_service_account(&new);
+    let k10 = k10.acting_as_service_account(&new);
     let kubectl = |args: &[&str]| {
         let out = std::process::Command::new("kubectl").arg("--kubeconfig").arg(new.kubeconfig_path()).args(args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

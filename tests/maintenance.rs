@@ -123,7 +123,7 @@ async fn the_maintenance_command() {
         .with_env("AWS_ACCESS_KEY_ID", &env.access_key)
         .with_env("AWS_SECRET_ACCESS_KEY", &env.secret_key);
     k10.run(&["install"]).ok();
-    let k10 = k10.as_service_account(&server);
+    let k10 = k10.acting_as_service_account(&server);
     let bucket = s3::unique_bucket("maintcli");
     env.create_locked_bucket(&bucket, Some((ObjectLockRetentionMode::Compliance, Retention::Days(60))))
         .await;

@@ -125,7 +125,7 @@ impl Fixture {
         // A cluster admin installs k10; from then on every command acts as k10's own
         // ServiceAccount, under the RBAC install granted it (the stand-in enforces it).
         admin.run(&["install"]).ok();
-        let k10 = admin.as_service_account(&server);
+        let k10 = admin.acting_as_service_account(&server);
         let bucket = s3::unique_bucket("backup");
         s3.create_locked_bucket(&bucket, Some((ObjectLockRetentionMode::Compliance, Retention::Days(60))))
             .await;

@@ -57,7 +57,7 @@ impl K10 {
 
     /// The same, acting as the ServiceAccount `kasten-io/k10` of `server` (after an admin's
     /// `install`), under the RBAC install granted it.
-    pub fn as_service_account(self, server: &super::apiserver::ApiServer) -> K10 {
+    pub fn acting_as_service_account(self, server: &super::apiserver::ApiServer) -> K10 {
         K10 {
             kubeconfig: Some(server.service_account_kubeconfig("kasten-io", "k10").expect("a ServiceAccount kubeconfig")),
             ..self
