@@ -704,19 +704,116 @@ async fn kube_default_class_storage_classes_and_crd_removal() {
     )
     .await
     .unwrap();
-    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
-    assert!(
-        contents
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "the contents went with their snapshots"
-    );
+    // Their class says Retain: the contents and the data outlive the snapshots...
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 2);
+    let left = contents.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(left.len(), 2, "Retain keeps the contents");
+    // ...and deleting a content with Retain leaves the data; with Delete it goes.
+    let (first, second) = (left[0].metadata.name.clone().unwrap(), left[1].metadata.name.clone().unwrap());
+    contents.delete(&first, &DeleteParams::default()).await.unwrap();
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 2);
+    contents
+        .patch(&second, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"spec": {"deletionPolicy": "Delete"}})))
+        .await
+        .unwrap();
+    contents.delete(&second, &DeleteParams::default()).await.unwrap();
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
     // Restored claims keep their data.
     assert_eq!(
         std::fs::read_to_string(restored_dir.join("table")).unwrap(),
         "rows"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_a_snapshot_rebound_into_another_namespace_is_cloned_there() {
+    let server = ApiServer::start(ApiServerOptions::default()).await.expect("stand-in starts");
+    let client = server.client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for doc in VOLUME_SNAPSHOT_CRDS.split("\n---\n") {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(doc).expect("a CRD");
+        crds.create(&PostParams::default(), &crd).await.expect("create CRD");
+    }
+    let classes: Api<DynamicObject> = Api::all_with(client.clone(), &snapshot_api("VolumeSnapshotClass", "volumesnapshotclasses"));
+    classes
+        .create(
+            &PostParams::default(),
+            &dynamic(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+                "metadata": {"name": "csi"}, "driver": STANDARD_PROVISIONER, "deletionPolicy": "Delete"})),
+        )
+        .await
+        .unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in ["app", "movers"] {
+        namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await.unwrap();
+    }
+    let request = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}});
+    create_claim(&Api::namespaced(client.clone(), "app"), "db", request.clone()).await;
+    std::fs::write(server.volumes_root().join("app").join("db").join("table"), "rows").unwrap();
+
+    // A snapshot in the application's namespace, and its content.
+    let app_snapshots: Api<DynamicObject> = Api::namespaced_with(client.clone(), "app", &snapshot_api("VolumeSnapshot", "volumesnapshots"));
+    app_snapshots
+        .create(
+            &PostParams::default(),
+            &dynamic(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot", "metadata": {"name": "s"},
+                "spec": {"volumeSnapshotClassName": "csi", "source": {"persistentVolumeClaimName": "db"}}})),
+        )
+        .await
+        .unwrap();
+    let status = outcome(&app_snapshots, "s").await;
+    let contents: Api<DynamicObject> = Api::all_with(client.clone(), &snapshot_api("VolumeSnapshotContent", "volumesnapshotcontents"));
+    let original = contents.get(status["boundVolumeSnapshotContentName"].as_str().unwrap()).await.unwrap();
+    let handle = original.data["status"]["snapshotHandle"].as_str().unwrap().to_string();
+
+    // The same handle imported for a snapshot in another namespace.
+    let content = |name: &str, ns: &str, snapshot: &str, handle: &str| {
+        dynamic(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": name},
+            "spec": {"deletionPolicy": "Delete", "driver": STANDARD_PROVISIONER, "source": {"snapshotHandle": handle},
+                "volumeSnapshotRef": {"namespace": ns, "name": snapshot}}}))
+    };
+    contents.create(&PostParams::default(), &content("imported", "movers", "s", &handle)).await.unwrap();
+    assert_eq!(contents.get("imported").await.unwrap().data["status"]["readyToUse"], true);
+    let mover_snapshots: Api<DynamicObject> = Api::namespaced_with(client.clone(), "movers", &snapshot_api("VolumeSnapshot", "volumesnapshots"));
+    let bound = |name: &str, content: &str| {
+        dynamic(json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot", "metadata": {"name": name},
+            "spec": {"source": {"volumeSnapshotContentName": content}}}))
+    };
+    mover_snapshots.create(&PostParams::default(), &bound("s", "imported")).await.unwrap();
+    let status = outcome(&mover_snapshots, "s").await;
+    assert_eq!(status["readyToUse"], true, "{status}");
+    assert_eq!(status["boundVolumeSnapshotContentName"], "imported");
+
+    // A content that names another snapshot, or a handle the driver lacks, does not bind.
+    mover_snapshots.create(&PostParams::default(), &bound("thief", "imported")).await.unwrap();
+    let status = outcome(&mover_snapshots, "thief").await;
+    assert!(status["error"]["message"].as_str().unwrap().contains("is bound to the VolumeSnapshot movers/s, not to movers/thief"), "{status}");
+    contents.create(&PostParams::default(), &content("nothing", "movers", "n", "no-such-handle")).await.unwrap();
+    assert_eq!(contents.get("nothing").await.unwrap().data["status"]["readyToUse"], false);
+    mover_snapshots.create(&PostParams::default(), &bound("n", "nothing")).await.unwrap();
+    let status = outcome(&mover_snapshots, "n").await;
+    assert!(status["error"]["message"].as_str().unwrap().contains("no-such-handle"), "{status}");
+
+    // The original is let go without its data (Retain, then delete), as a data mover does.
+    contents
+        .patch(original.metadata.name.as_deref().unwrap(), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"spec": {"deletionPolicy": "Retain"}})))
+        .await
+        .unwrap();
+    app_snapshots.delete("s", &DeleteParams::default()).await.unwrap();
+    contents.delete(original.metadata.name.as_deref().unwrap(), &DeleteParams::default()).await.unwrap();
+    let data = server.volumes_root().join(SNAPSHOTS_DIR).join(&handle);
+    assert!(data.is_dir(), "the data outlives the original's Retain content");
+
+    // A claim in the other namespace starts as the snapshot.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "movers");
+    let mut spec = request.clone();
+    spec["dataSource"] = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "s"});
+    create_claim(&claims, "clone", spec).await;
+    assert_eq!(claims.get("clone").await.unwrap().status.unwrap().phase.as_deref(), Some("Bound"));
+    assert_eq!(std::fs::read_to_string(server.volumes_root().join("movers").join("clone").join("table")).unwrap(), "rows");
+
+    // Deleting that snapshot deletes its content (Delete) and the data.
+    mover_snapshots.delete("s", &DeleteParams::default()).await.unwrap();
+    assert!(contents.get_opt("imported").await.unwrap().is_none());
+    assert!(!data.exists(), "the data went with the last content");
 }

@@ -209,9 +209,19 @@
 //!   `volumeSnapshotClassName`, `source.volumeHandle` (the PV's name), `volumeSnapshotRef`;
 //!   status `readyToUse: true`, `creationTime` (Unix nanoseconds), `restoreSize` (bytes),
 //!   `snapshotHandle` (the snapshot's uid).
+//! * A VolumeSnapshot whose `spec.source.volumeSnapshotContentName` names a VolumeSnapshotContent
+//!   (pre-provisioned, or another snapshot's content re-bound, as data movers expose a snapshot
+//!   in their own namespace) binds to it when the content's `spec.volumeSnapshotRef` names that
+//!   snapshot (namespace and name) and the driver has the content's handle
+//!   (`spec.source.snapshotHandle`, else `status.snapshotHandle`): the snapshot's status gets
+//!   `boundVolumeSnapshotContentName`, `readyToUse: true`, `creationTime` (no `restoreSize`: the
+//!   stand-in's driver reports none for an imported handle), the content's status
+//!   `snapshotHandle` and `readyToUse: true`. A content created with a handle gets its status at
+//!   once (`readyToUse` says whether the driver has it). Nothing checks that two contents do not
+//!   share one handle (the real controllers do not either).
 //! * Otherwise (no source claim or a missing one, a claim not Bound, a missing class or no
-//!   single default one, a driver that is not the provisioner, a `volumeSnapshotContentName`
-//!   source: pre-provisioned snapshots are not modelled, or a failed copy) nothing is copied and
+//!   single default one, a driver that is not the provisioner, a content that names another
+//!   snapshot or a handle the driver lacks, or a failed copy) nothing is copied and
 //!   the status is `readyToUse: false` with `error: {message, time}` saying why. The outcome is
 //!   decided once, at create: nothing is retried (fixing the cause does not make the snapshot
 //!   ready; create another), and later changes to a VolumeSnapshot are not acted on.
@@ -225,9 +235,14 @@
 //!   can still mount it), and a Warning Event `ProvisioningFailed` on the claim says why. The
 //!   restored claim's StorageClass, size and access modes are not checked against the snapshot.
 //!   Other data sources (claims, populators) are ignored: such a volume starts empty.
-//! * Deleting a VolumeSnapshot (directly, with its namespace, or with its CRD) removes its
-//!   directory and its VolumeSnapshotContent, whatever the deletionPolicy; claims restored from
-//!   it keep their data. Deleting a VolumeSnapshotContent alone changes nothing else.
+//! * Deleting a VolumeSnapshot (directly, with its namespace, or with its CRD) deletes its bound
+//!   VolumeSnapshotContent when the content's `deletionPolicy` is `Delete`; with `Retain` the
+//!   content stays. Deleting a content with `deletionPolicy: Delete` removes the data of its
+//!   handle (the directory under [`SNAPSHOTS_DIR`]); with `Retain` the data outlives it (as a
+//!   real snapshot on the storage system does). The policy may be changed on a live content.
+//!   Without the content resource served, deleting a snapshot removes its data. Claims restored
+//!   from a snapshot keep their data. There are no finalizers: a content in use by a snapshot
+//!   can be deleted under it.
 //!
 //! # Not modelled
 //! Scheduling and nodes, every controller except the Job kubelet and the snapshot controller above

@@ -258,6 +258,7 @@ pub fn after_create(state: &mut State, res: &ResourceInfo, obj: &Value) {
             create_volume_for(state, obj, &dir);
         }
         (snapshots::GROUP, "volumesnapshots") if res.namespaced => snapshots::take(state, obj),
+        (snapshots::GROUP, "volumesnapshotcontents") => snapshots::content_created(state, obj),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             state.register_crd(&name, crd::resources_for(obj));
         }
@@ -291,6 +292,7 @@ pub fn after_delete(state: &mut State, res: &ResourceInfo, obj: &Value) {
         (snapshots::GROUP, "volumesnapshots") if res.namespaced => {
             snapshots::after_delete(state, obj)
         }
+        (snapshots::GROUP, "volumesnapshotcontents") => snapshots::content_deleted(state, obj),
         ("", "persistentvolumeclaims") => {
             // Reclaim policy Delete: the volume and its data go with the claim.
             let dir = state.volumes_root.join(&namespace).join(&name);

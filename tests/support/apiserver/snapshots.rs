@@ -139,12 +139,6 @@ fn source_of(state: &State, snapshot: &Value) -> Result<Source, String> {
     let source = &snapshot["spec"]["source"];
     let claim_name = match source["persistentVolumeClaimName"].as_str() {
         Some(c) if !c.is_empty() => c,
-        _ if source["volumeSnapshotContentName"].is_string() => {
-            return Err(format!(
-                "VolumeSnapshot {namespace}/{name}: pre-provisioned snapshots \
-                 (spec.source.volumeSnapshotContentName) are not modelled by the stand-in"
-            ))
-        }
         _ => {
             return Err(format!(
             "VolumeSnapshot {namespace}/{name}: spec.source.persistentVolumeClaimName is required"
@@ -259,6 +253,14 @@ pub fn take(state: &mut State, snapshot: &Value) {
         .unwrap_or("")
         .to_string();
     let now = now_rfc3339();
+    if let Some(content) = snapshot["spec"]["source"]["volumeSnapshotContentName"].as_str() {
+        let status = match bind_pre_provisioned(state, snapshot, content) {
+            Ok(()) => json!({"boundVolumeSnapshotContentName": content, "creationTime": now, "readyToUse": true}),
+            Err(message) => json!({"readyToUse": false, "error": {"message": message, "time": now}}),
+        };
+        state.set_status(GROUP, "volumesnapshots", &namespace, &name, status);
+        return;
+    }
     let result = source_of(state, snapshot).and_then(|source| {
         let dir = snapshot_dir(&state.volumes_root, &uid);
         let copied = std::fs::create_dir_all(dir.parent().unwrap_or(&dir))
@@ -354,24 +356,114 @@ fn create_content(
     }
 }
 
-/// After a VolumeSnapshot is deleted: its data and its VolumeSnapshotContent go.
-pub fn after_delete(state: &mut State, snapshot: &Value) {
-    let uid = snapshot["metadata"]["uid"].as_str().unwrap_or("");
-    if !uid.is_empty() {
-        let dir = snapshot_dir(&state.volumes_root, uid);
-        if let Err(err) = remove_tree(&dir) {
-            eprintln!(
-                "k8s stand-in: cannot remove snapshot directory {}: {err}",
-                dir.display()
-            );
-        }
+/// A VolumeSnapshot that names an existing VolumeSnapshotContent (`spec.source.
+/// volumeSnapshotContentName`) binds to it when that content's `volumeSnapshotRef` names this
+/// snapshot and the driver has its handle; the content's status is filled in.
+fn bind_pre_provisioned(state: &mut State, snapshot: &Value, content_name: &str) -> Result<(), String> {
+    let namespace = snapshot["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = snapshot["metadata"]["name"].as_str().unwrap_or("");
+    let content = state
+        .get_object(GROUP, "volumesnapshotcontents", "", content_name)
+        .cloned()
+        .ok_or_else(|| format!("VolumeSnapshotContent {content_name} not found"))?;
+    let reference = &content["spec"]["volumeSnapshotRef"];
+    if reference["namespace"] != namespace || reference["name"] != name {
+        return Err(format!(
+            "VolumeSnapshotContent {content_name} is bound to the VolumeSnapshot {}/{}, not to {namespace}/{name}",
+            reference["namespace"].as_str().unwrap_or(""),
+            reference["name"].as_str().unwrap_or("")
+        ));
     }
-    if let (Some(content), Some(res)) = (
-        snapshot["status"]["boundVolumeSnapshotContentName"].as_str(),
-        state.find_resource(GROUP, "volumesnapshotcontents"),
-    ) {
+    let handle = handle_of_content(&content).ok_or_else(|| format!("VolumeSnapshotContent {content_name} has no snapshot handle"))?;
+    if !snapshot_dir(&state.volumes_root, &handle).is_dir() {
+        return Err(format!("the driver has no snapshot {handle:?} (VolumeSnapshotContent {content_name})"));
+    }
+    let mut status = content["status"].clone();
+    if !status.is_object() {
+        status = json!({});
+    }
+    status["snapshotHandle"] = json!(handle);
+    status["readyToUse"] = json!(true);
+    status["creationTime"] = json!(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+    state.set_status(GROUP, "volumesnapshotcontents", "", content_name, status);
+    Ok(())
+}
+
+/// The driver's handle of a content: what it was created with, or what the driver reported.
+fn handle_of_content(content: &Value) -> Option<String> {
+    content["spec"]["source"]["snapshotHandle"]
+        .as_str()
+        .or_else(|| content["status"]["snapshotHandle"].as_str())
+        .map(str::to_string)
+}
+
+/// After a VolumeSnapshotContent is created with a handle (pre-provisioned): its status says
+/// whether the driver has that snapshot.
+pub fn content_created(state: &mut State, content: &Value) {
+    let Some(handle) = content["spec"]["source"]["snapshotHandle"].as_str() else {
+        return;
+    };
+    if content["status"].is_object() {
+        return;
+    }
+    let name = content["metadata"]["name"].as_str().unwrap_or("");
+    let ready = snapshot_dir(&state.volumes_root, handle).is_dir();
+    state.set_status(GROUP, "volumesnapshotcontents", "", name, json!({"snapshotHandle": handle, "readyToUse": ready}));
+}
+
+/// After a VolumeSnapshot is deleted: its bound VolumeSnapshotContent goes with it when the
+/// content's `deletionPolicy` is `Delete` (and then the snapshot's data); with `Retain` both
+/// stay. Without the content resource served, the data goes.
+pub fn after_delete(state: &mut State, snapshot: &Value) {
+    let Some(res) = state.find_resource(GROUP, "volumesnapshotcontents") else {
+        let uid = snapshot["metadata"]["uid"].as_str().unwrap_or("");
+        if !uid.is_empty() {
+            remove_data(state, uid);
+        }
+        return;
+    };
+    let Some(content) = snapshot["status"]["boundVolumeSnapshotContentName"].as_str() else {
+        return;
+    };
+    let policy = state
+        .get_object(GROUP, "volumesnapshotcontents", "", content)
+        .map(|c| c["spec"]["deletionPolicy"].as_str().unwrap_or("Delete").to_string());
+    if policy.as_deref() == Some("Delete") {
         let _ = state.delete(&res, None, content, &Default::default());
     }
+}
+
+/// After a VolumeSnapshotContent is deleted: with `deletionPolicy: Delete` the driver deletes
+/// the snapshot (its data); with `Retain` the data stays.
+pub fn content_deleted(state: &mut State, content: &Value) {
+    if content["spec"]["deletionPolicy"].as_str().unwrap_or("Delete") != "Delete" {
+        return;
+    }
+    if let Some(handle) = handle_of_content(content) {
+        remove_data(state, &handle);
+    }
+}
+
+fn remove_data(state: &State, handle: &str) {
+    let dir = snapshot_dir(&state.volumes_root, handle);
+    if let Err(err) = remove_tree(&dir) {
+        eprintln!("k8s stand-in: cannot remove snapshot directory {}: {err}", dir.display());
+    }
+}
+
+/// The data directory of a VolumeSnapshot: its bound content's handle (where contents are
+/// served), else its own uid.
+fn data_of(state: &State, snapshot: &Value) -> Result<PathBuf, String> {
+    let uid = snapshot["metadata"]["uid"].as_str().unwrap_or("");
+    if state.find_resource(GROUP, "volumesnapshotcontents").is_none() {
+        return Ok(snapshot_dir(&state.volumes_root, uid));
+    }
+    let content = snapshot["status"]["boundVolumeSnapshotContentName"].as_str().unwrap_or("");
+    state
+        .get_object(GROUP, "volumesnapshotcontents", "", content)
+        .and_then(handle_of_content)
+        .map(|handle| snapshot_dir(&state.volumes_root, &handle))
+        .ok_or_else(|| format!("VolumeSnapshotContent {content:?} of the snapshot is gone"))
 }
 
 /// A claim's data source, if it names a VolumeSnapshot: `Ok` with the snapshot's directory when
@@ -403,8 +495,10 @@ pub fn claim_source(state: &State, claim: &Value) -> Option<Result<PathBuf, Stri
              snapshot {name} is not Ready"
         )));
     }
-    let uid = snapshot["metadata"]["uid"].as_str().unwrap_or("");
-    let dir = snapshot_dir(&state.volumes_root, uid);
+    let dir = match data_of(state, snapshot) {
+        Ok(dir) => dir,
+        Err(why) => return Some(Err(format!("error getting handle for DataSource Type VolumeSnapshot by Name {name}: {why}"))),
+    };
     if !dir.is_dir() {
         return Some(Err(format!(
             "the data of VolumeSnapshot {namespace}/{name} is gone ({} is missing)",
