@@ -195,7 +195,21 @@ fn renders_with_default_values() {
         .map(|d| format!("{}/{}", d["kind"].as_str().unwrap(), d["metadata"]["name"].as_str().unwrap()))
         .collect();
     kinds.sort();
-    assert_eq!(kinds, ["ClusterRole/k10", "ClusterRoleBinding/k10", "CronJob/k10-maintenance", "ServiceAccount/k10"]);
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole/k10",
+            "ClusterRole/k10-custom-resources",
+            "ClusterRole/k10-restore",
+            "ClusterRoleBinding/k10",
+            "ClusterRoleBinding/k10-custom-resources",
+            "ClusterRoleBinding/k10-restore",
+            "CronJob/k10-maintenance",
+            "Role/k10",
+            "RoleBinding/k10",
+            "ServiceAccount/k10"
+        ]
+    );
 
     let cronjob = object(&docs, "CronJob", CRONJOB);
     let image = format!("k10/kubectl-k10:{}", env!("CARGO_PKG_VERSION"));
@@ -209,16 +223,14 @@ fn renders_with_default_values() {
 #[test]
 fn rbac_is_what_install_grants() {
     let docs = render(&[]);
-    let rendered = serde_json::to_value(&object(&docs, "ClusterRole", "k10")["rules"]).unwrap();
-    let install = serde_json::to_value(k10::cli::install::cluster_role().rules).unwrap();
-    assert_eq!(rendered, install, "charts/k10/templates/rbac.yaml and cluster_role() in src/cli/install.rs differ");
-
-    // The binding and the ServiceAccount are the ones `install` applies (it binds kasten-io/k10).
-    let objects = k10::cli::install::objects();
-    let install_binding = objects.iter().find(|o| o["kind"] == "ClusterRoleBinding").expect("install binds the role");
-    let binding = serde_json::to_value(object(&docs, "ClusterRoleBinding", "k10")).unwrap();
-    assert_eq!(binding["roleRef"], install_binding["roleRef"]);
-    assert_eq!(binding["subjects"], install_binding["subjects"]);
+    // Every role and binding `install` applies, rendered alike (labels and namespace aside).
+    for want in k10::k8s::rbac::objects() {
+        let (kind, name) = (want["kind"].as_str().unwrap(), want["metadata"]["name"].as_str().unwrap());
+        let got = serde_json::to_value(object(&docs, kind, name)).unwrap();
+        for field in ["rules", "roleRef", "subjects", "aggregationRule"] {
+            assert_eq!(got[field], want[field], "{kind}/{name} {field}: charts/k10/templates/rbac.yaml and src/k8s/rbac.rs differ");
+        }
+    }
     assert!(helm::find(&docs, "ServiceAccount", k10::cli::install::SERVICE_ACCOUNT).is_some());
 }
 

@@ -20,6 +20,8 @@ const SKIPPED: &[(&str, &str)] = &[
     ("metrics.k8s.io", "pods"),
     ("coordination.k8s.io", "leases"),
     ("apps.kio.kasten.io", "restorepoints"),
+    ("config.kio.kasten.io", "profiles"),
+    ("config.kio.kasten.io", "policies"),
 ];
 
 /// One captured object, as listed in the snapshot's `index.json`.
@@ -41,6 +43,8 @@ pub struct Capture {
     /// CRDs of the captured custom resources: `crds/<name>.json`.
     pub crds: Vec<String>,
     pub documents: Vec<(String, Bytes)>,
+    /// Resources k10 may not list (`<plural>.<group>`): not in this backup.
+    pub forbidden: Vec<String>,
 }
 
 /// True for objects the cluster recreates by itself: anything a controller owns (Pods of
@@ -68,6 +72,15 @@ fn regenerated(group: &str, plural: &str, obj: &DynamicObject) -> bool {
         || (group.is_empty() && plural == "serviceaccounts" && name == "default")
 }
 
+/// `plural.group` (`plural` for the core group), as kubectl names a resource.
+pub fn full_name(group: &str, plural: &str) -> String {
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
+}
+
 pub fn document_path(group: &str, version: &str, plural: &str, name: &str) -> String {
     let group = if group.is_empty() { "core" } else { group };
     format!("manifests/{group}/{version}/{plural}/{name}.json")
@@ -90,10 +103,15 @@ pub async fn capture(cluster: &Cluster, namespace: &str) -> Result<Capture, K8sE
                 continue;
             }
             let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), namespace, &resource);
-            let list = api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| cluster.err(e, format!("list {} in {namespace}", resource.plural)))?;
+            let list = match api.list(&ListParams::default()).await {
+                Ok(list) => list,
+                // Not granted: the backup goes on without it, and says so.
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    out.forbidden.push(full_name(&resource.group, &resource.plural));
+                    continue;
+                }
+                Err(e) => return Err(cluster.err(e, format!("list {} in {namespace}", resource.plural))),
+            };
             let mut captured_any = false;
             for mut obj in list.items {
                 if regenerated(&resource.group, &resource.plural, &obj) {

@@ -3,6 +3,7 @@
 //! the policy's retention. A failed run leaves no RestorePoint and forgets what it wrote.
 
 pub mod capture;
+pub mod cleanup;
 pub mod retention;
 pub mod snapshots;
 
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 
 use crate::api::{
@@ -337,6 +339,7 @@ pub async fn run_policy(
             cluster_id: &cluster_id,
             namespace: &namespace,
             point_name: point_base.clone(),
+            job,
             progress,
         };
         let mut done = match run.run().await {
@@ -376,6 +379,8 @@ struct NamespaceBackup<'a> {
     namespace: &'a str,
     /// The restore point's name when the run's Job decides it; else the run's own id.
     point_name: Option<String>,
+    /// The run's control Job, when it runs in one.
+    job: Option<&'a RunJob>,
     progress: &'a (dyn Fn(&str) + Sync),
 }
 
@@ -398,6 +403,14 @@ impl NamespaceBackup<'_> {
             (self.progress)(&format!("namespace {ns}: restore point {point} was already recorded by an earlier pod of this run's Job"));
             return Ok(done);
         }
+        // What an interrupted run left for this namespace goes first.
+        match cleanup::in_cluster(cluster, ns).await {
+            Ok(cleaned) if !cleaned.is_empty() => {
+                (self.progress)(&format!("namespace {ns}: removed what an interrupted run left: {}", cleaned.join(", ")))
+            }
+            Ok(_) => {}
+            Err(e) => (self.progress)(&format!("namespace {ns}: could not look for what an interrupted run left: {e}")),
+        }
         let repository = layout::app_repository(self.cluster_id, &uid);
         let secret_name = password_secret_name(&uid);
         let password = claim_repository_password(cluster, &secret_name).await?;
@@ -406,7 +419,15 @@ impl NamespaceBackup<'_> {
         match opened {
             Opened::Created => (self.progress)(&format!("namespace {ns}: created its repository {repository}")),
             Opened::AfterWaiting => (self.progress)(&format!("namespace {ns}: waited for another run to create its repository")),
-            Opened::Existing => {}
+            Opened::Existing => match cleanup::in_repository(cluster, &repo, &repository).await {
+                Ok(forgotten) if !forgotten.is_empty() => (self.progress)(&format!(
+                    "namespace {ns}: forgot {} repository snapshot(s) of interrupted runs that no restore point refers to (delete markers; their versions stay locked): {}",
+                    forgotten.len(),
+                    forgotten.iter().map(|id| &id[..8.min(id.len())]).collect::<Vec<_>>().join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => (self.progress)(&format!("namespace {ns}: could not look for snapshots of interrupted runs: {e}")),
+            },
         }
         let outcome = match self.write(&repo, &run_id, &repository, &password).await {
             Ok((snapshots, manifests)) => {
@@ -487,27 +508,45 @@ impl NamespaceBackup<'_> {
             protection_days: self.storage.protection().map(|p| p.days()),
         };
         let mut written = Vec::new();
+        let control_uid = self.job.map(|j| j.uid.as_str());
+        let labels = cleanup::labels(ns, control_uid);
+        let control_tag = control_uid.map(|uid| format!("{}{uid}", cleanup::CONTROL_TAG));
         for (i, pvc) in claims.iter().enumerate() {
             let claim = pvc.metadata.name.clone().unwrap_or_default();
             // A clone of a fresh CSI snapshot where the driver has a VolumeSnapshotClass; else the
             // live volume, read-only, on the node where a pod mounts it.
             let snapshot_name = job_name("k10-snap", run_id, i);
             let class = snapshots::class_for(cluster, pvc).await?;
-            let (mount, node_name, source, why) = match &class {
-                Ok(_) => (snapshots::clone_claim_name(&snapshot_name), None, "snapshot", String::new()),
-                Err(why) => (claim.clone(), node_of(&pod_list, &claim), "live", format!(": {why}")),
+            // A snapshot's clone is read in kasten-io, where the store's keys are anyway; a live
+            // volume only beside it, so the keys go to the application's namespace for the run.
+            let (mount, node_name, source, why, mover_ns) = match &class {
+                Ok(_) => (snapshots::clone_claim_name(&snapshot_name), None, "snapshot", String::new(), K10_NAMESPACE),
+                Err(why) => (claim.clone(), node_of(&pod_list, &claim), "live", format!(": {why}"), ns),
             };
             (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{}, from the {source} volume{why})", i + 1, claims.len()));
-            (self.progress)(&format!(
-                "namespace {ns}: volume {claim}: its data mover runs in {ns}, with the store's keys and the repository password in a Secret its Job owns, removed with it"
-            ));
+            if mover_ns == ns {
+                (self.progress)(&format!(
+                    "namespace {ns}: volume {claim}: its data mover runs in {ns}, beside the live volume: the store's keys and the repository password are exposed to {ns} for the run, in a Secret its Job owns and removes"
+                ));
+            } else {
+                (self.progress)(&format!("namespace {ns}: volume {claim}: its data mover reads the snapshot's clone in {K10_NAMESPACE}; no key reaches {ns}"));
+            }
             let mut args = vec!["datamover".to_string(), "backup".into(), "--path".into(), "/data".into()];
             args.extend(target.args());
-            for tag in [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into(), format!("source={source}")] {
+            let tags = [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into(), format!("source={source}")];
+            for tag in tags.into_iter().chain(control_tag.clone()) {
                 args.extend(["--tag".into(), tag]);
             }
+            // In kasten-io, the control Job owns its data movers: killing the run removes them.
+            let owner = self.job.filter(|_| mover_ns == K10_NAMESPACE).map(|j| OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: j.name.clone(),
+                uid: j.uid.clone(),
+                ..Default::default()
+            });
             let job = ProductJob {
-                namespace: ns.to_string(),
+                namespace: mover_ns.to_string(),
                 name: job_name("k10-backup", run_id, i),
                 args,
                 secret_env: BTreeMap::from([
@@ -521,13 +560,14 @@ impl NamespaceBackup<'_> {
                     read_only: true,
                 }),
                 node_name,
-                labels: snapshots::labels(),
+                labels: labels.clone(),
                 timeout: JOB_TIMEOUT,
+                owner,
             };
             // The Job first, suspended: the snapshot and its clone are its own from the start.
             let suspended = job.create_suspended(cluster).await?;
             let clone = match &class {
-                Ok(class) => match snapshots::clone_of(cluster, pvc, &snapshot_name, class, suspended.owner()).await {
+                Ok(class) => match snapshots::clone_in_kasten_io(cluster, pvc, &snapshot_name, class, suspended.owner(), &labels).await {
                     Ok(clone) => Some(clone),
                     Err(e) => {
                         suspended.abandon().await;
@@ -571,6 +611,13 @@ impl NamespaceBackup<'_> {
 
         (self.progress)(&format!("namespace {ns}: manifests"));
         let capture = capture::capture(cluster, ns).await?;
+        if !capture.forbidden.is_empty() {
+            (self.progress)(&format!(
+                "namespace {ns}: warning: not captured, k10 may not list them: {}; grant get and list on them with a ClusterRole labelled {}=true (see the README's RBAC section)",
+                capture.forbidden.join(", "),
+                crate::k8s::rbac::AGGREGATE_LABEL
+            ));
+        }
         let count = capture.objects.len();
         let mut documents = capture.documents;
         // The namespace's own labels and annotations, for a restore that recreates it.
@@ -583,11 +630,12 @@ impl NamespaceBackup<'_> {
             "namespace": ns,
             "objects": capture.objects,
             "crds": capture.crds,
+            "notCaptured": capture.forbidden,
             "volumes": written.iter().map(|(r, _)| r).collect::<Vec<_>>(),
         });
         documents.push(("index.json".into(), Bytes::from(serde_json::to_vec_pretty(&index).expect("json"))));
         let snap = repo
-            .backup_documents(documents, &[run_tag, "kind=manifests".into()])
+            .backup_documents(documents, &[vec![run_tag, "kind=manifests".into()], control_tag.into_iter().collect()].concat())
             .await?;
         written.push((
             SnapshotRef {

@@ -1,6 +1,7 @@
 //! CSI VolumeSnapshots: when a VolumeSnapshotClass exists for a volume's CSI driver, the data
 //! mover reads a clone of a fresh snapshot instead of the live volume, so the backup is a
-//! consistent point in time and the application keeps its volume to itself.
+//! consistent point in time, the application keeps its volume to itself, and the mover runs in
+//! `kasten-io` (the snapshot is exposed there), so no key reaches the application's namespace.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,7 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+
+use crate::api::K10_NAMESPACE;
 use serde_json::json;
 
 use crate::k8s::{Cluster, K8sError};
@@ -86,54 +89,110 @@ pub fn clone_claim_name(name: &str) -> String {
     format!("{name}-clone")
 }
 
-/// Snapshots the claim with the VolumeSnapshotClass `class` and clones the snapshot into a new
-/// claim, both owned by `owner` (the data mover Job that reads the clone): whatever happens to
-/// the run, the cluster removes them with that Job.
-pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str, class: &str, owner: &OwnerReference) -> Result<Clone, SnapshotError> {
+/// Where a run's snapshot is read: a VolumeSnapshot in the application's namespace is cut, then
+/// exposed in `kasten-io` (its handle imported by a new VolumeSnapshotContent, bound to a new
+/// VolumeSnapshot there) and cloned into a claim there, which the data mover reads. The snapshot
+/// in the application's namespace is let go at once (its content set to `Retain`, then both
+/// deleted); from then on the snapshot's life is that of its copy in `kasten-io`, owned by the
+/// data mover Job `owner`, as is the clone claim: the cluster removes both with that Job, and the
+/// content's `deletionPolicy: Delete` removes the snapshot on the storage system.
+///
+/// The objects a run cannot give an owner (the snapshot in the application's namespace, the
+/// cluster-scoped contents) carry `labels` (the run's, see [`crate::backup::cleanup`]).
+pub async fn clone_in_kasten_io(
+    cluster: &Cluster,
+    pvc: &PersistentVolumeClaim,
+    name: &str,
+    class: &str,
+    owner: &OwnerReference,
+    labels: &BTreeMap<String, String>,
+) -> Result<Clone, SnapshotError> {
     let namespace = pvc.metadata.namespace.clone().unwrap_or_default();
     let claim = pvc.metadata.name.clone().unwrap_or_default();
-    let labels = json!({"app.kubernetes.io/managed-by": "k10"});
     let owners = json!([owner]);
-    let snapshots: Api<DynamicObject> =
-        Api::namespaced_with(cluster.client.clone(), &namespace, &resource("VolumeSnapshot", "volumesnapshots"));
-    let snapshot: DynamicObject = serde_json::from_value(json!({
+    let app_snapshots = snapshots_in(cluster, &namespace);
+    let original = Clone {
+        namespace: namespace.clone(),
+        snapshot: name.to_string(),
+        claim: String::new(),
+    };
+    let snapshot = dynamic(json!({
         "apiVersion": format!("{GROUP}/v1"),
         "kind": "VolumeSnapshot",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owners},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": claim}},
-    }))
-    .expect("a valid VolumeSnapshot");
-    snapshots
+    }));
+    app_snapshots
         .create(&PostParams::default(), &snapshot)
         .await
         .map_err(|e| cluster.err(e, format!("create VolumeSnapshot {namespace}/{name}")))?;
-    let clone = Clone {
-        namespace: namespace.clone(),
-        snapshot: name.to_string(),
-        claim: clone_claim_name(name),
+    let status = match ready(cluster, &app_snapshots, &namespace, name, &claim).await {
+        Ok(status) => status,
+        Err(e) => {
+            original.remove(cluster).await;
+            return Err(e);
+        }
     };
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    let restore_size = loop {
-        let s = snapshots
-            .get(name)
+    let restore_size = status["restoreSize"].as_str().map(str::to_string);
+    let expose = async {
+        let original_content = status["boundVolumeSnapshotContentName"].as_str().unwrap_or_default().to_string();
+        let contents = contents(cluster);
+        let content = contents
+            .get(&original_content)
             .await
-            .map_err(|e| cluster.err(e, format!("read VolumeSnapshot {namespace}/{name}")))?;
-        let status = s.data.get("status").cloned().unwrap_or_default();
-        if status["readyToUse"] == json!(true) {
-            break status["restoreSize"].as_str().map(str::to_string);
+            .map_err(|e| cluster.err(e, format!("read VolumeSnapshotContent {original_content}")))?;
+        let handle = content.data["status"]["snapshotHandle"].as_str().unwrap_or_default().to_string();
+        let driver = content.data["spec"]["driver"].clone();
+        // The copy in kasten-io: a content with the same handle, bound to a snapshot there.
+        let imported = dynamic(json!({
+            "apiVersion": format!("{GROUP}/v1"),
+            "kind": "VolumeSnapshotContent",
+            "metadata": {"name": content_name(name, &namespace), "labels": labels},
+            "spec": {
+                "deletionPolicy": "Delete",
+                "driver": driver,
+                "volumeSnapshotClassName": class,
+                "source": {"snapshotHandle": handle},
+                "volumeSnapshotRef": {"apiVersion": format!("{GROUP}/v1"), "kind": "VolumeSnapshot", "namespace": K10_NAMESPACE, "name": name},
+            },
+        }));
+        contents
+            .create(&PostParams::default(), &imported)
+            .await
+            .map_err(|e| cluster.err(e, format!("create VolumeSnapshotContent {}", content_name(name, &namespace))))?;
+        let ours = snapshots_in(cluster, K10_NAMESPACE);
+        let snapshot = dynamic(json!({
+            "apiVersion": format!("{GROUP}/v1"),
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": name, "namespace": K10_NAMESPACE, "labels": labels, "ownerReferences": owners},
+            "spec": {"volumeSnapshotClassName": class, "source": {"volumeSnapshotContentName": content_name(name, &namespace)}},
+        }));
+        ours.create(&PostParams::default(), &snapshot)
+            .await
+            .map_err(|e| cluster.err(e, format!("create VolumeSnapshot {K10_NAMESPACE}/{name}")))?;
+        ready(cluster, &ours, K10_NAMESPACE, name, &claim).await?;
+        // The original goes, without its data: the copy holds the snapshot now.
+        let retain = json!({"metadata": {"labels": labels}, "spec": {"deletionPolicy": "Retain"}});
+        contents
+            .patch(&original_content, &PatchParams::default(), &Patch::Merge(&retain))
+            .await
+            .map_err(|e| cluster.err(e, format!("set VolumeSnapshotContent {original_content} to Retain")))?;
+        app_snapshots
+            .delete(name, &DeleteParams::default())
+            .await
+            .map_err(|e| cluster.err(e, format!("delete VolumeSnapshot {namespace}/{name}")))?;
+        match contents.delete(&original_content, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(SnapshotError::from(cluster.err(e, format!("delete VolumeSnapshotContent {original_content}")))),
         }
-        let error = status["error"]["message"].as_str().map(str::to_string);
-        if error.is_some() || tokio::time::Instant::now() >= deadline {
-            clone.remove(cluster).await;
-            return Err(SnapshotError::NotReady {
-                namespace,
-                name: name.to_string(),
-                claim,
-                reason: error.unwrap_or_else(|| format!("not ready after {} s", READY_TIMEOUT.as_secs())),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    if let Err(e) = expose.await {
+        // What the owner does not take with it: the original, and the imported content.
+        original.remove(cluster).await;
+        let _ = contents(cluster).delete(&content_name(name, &namespace), &DeleteParams::default()).await;
+        return Err(e);
+    }
     let spec = pvc.spec.clone().unwrap_or_default();
     let size = restore_size.or_else(|| {
         spec.resources
@@ -142,11 +201,16 @@ pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str
             .and_then(|r| r.get("storage"))
             .map(|q| q.0.clone())
     });
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), &namespace);
+    let clone = Clone {
+        namespace: K10_NAMESPACE.into(),
+        snapshot: name.to_string(),
+        claim: clone_claim_name(name),
+    };
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
     let clone_pvc: PersistentVolumeClaim = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": clone.claim, "namespace": namespace, "labels": labels, "ownerReferences": owners},
+        "metadata": {"name": clone.claim, "namespace": K10_NAMESPACE, "labels": labels, "ownerReferences": owners},
         "spec": {
             "storageClassName": spec.storage_class_name,
             "accessModes": ["ReadWriteOnce"],
@@ -157,23 +221,62 @@ pub async fn clone_of(cluster: &Cluster, pvc: &PersistentVolumeClaim, name: &str
     .expect("a valid PersistentVolumeClaim");
     if let Err(e) = claims.create(&PostParams::default(), &clone_pvc).await {
         clone.remove(cluster).await;
-        return Err(cluster.err(e, format!("create PersistentVolumeClaim {namespace}/{}", clone.claim)).into());
+        return Err(cluster.err(e, format!("create PersistentVolumeClaim {K10_NAMESPACE}/{}", clone.claim)).into());
     }
     Ok(clone)
+}
+
+/// The name of the content that imports a snapshot of `namespace` into kasten-io (contents are
+/// cluster-scoped: the namespace keeps two namespaces' runs apart).
+pub fn content_name(snapshot: &str, namespace: &str) -> String {
+    let name = format!("{snapshot}-{namespace}");
+    name.chars().take(253).collect()
+}
+
+fn snapshots_in(cluster: &Cluster, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(cluster.client.clone(), namespace, &resource("VolumeSnapshot", "volumesnapshots"))
+}
+
+fn contents(cluster: &Cluster) -> Api<DynamicObject> {
+    Api::all_with(cluster.client.clone(), &resource("VolumeSnapshotContent", "volumesnapshotcontents"))
+}
+
+fn dynamic(value: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(value).expect("a valid object")
+}
+
+/// Waits until the snapshot is ready; returns its status.
+async fn ready(cluster: &Cluster, api: &Api<DynamicObject>, namespace: &str, name: &str, claim: &str) -> Result<serde_json::Value, SnapshotError> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        let s = api
+            .get(name)
+            .await
+            .map_err(|e| cluster.err(e, format!("read VolumeSnapshot {namespace}/{name}")))?;
+        let status = s.data.get("status").cloned().unwrap_or_default();
+        if status["readyToUse"] == json!(true) {
+            return Ok(status);
+        }
+        let error = status["error"]["message"].as_str().map(str::to_string);
+        if error.is_some() || tokio::time::Instant::now() >= deadline {
+            return Err(SnapshotError::NotReady {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                claim: claim.to_string(),
+                reason: error.unwrap_or_else(|| format!("not ready after {} s", READY_TIMEOUT.as_secs())),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 impl Clone {
     /// Deletes the clone claim and the snapshot (best effort: both are the product's own).
     pub async fn remove(&self, cluster: &Cluster) {
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), &self.namespace);
-        let _ = claims.delete(&self.claim, &DeleteParams::default()).await;
-        let snapshots: Api<DynamicObject> =
-            Api::namespaced_with(cluster.client.clone(), &self.namespace, &resource("VolumeSnapshot", "volumesnapshots"));
-        let _ = snapshots.delete(&self.snapshot, &DeleteParams::default()).await;
+        if !self.claim.is_empty() {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), &self.namespace);
+            let _ = claims.delete(&self.claim, &DeleteParams::default()).await;
+        }
+        let _ = snapshots_in(cluster, &self.namespace).delete(&self.snapshot, &DeleteParams::default()).await;
     }
-}
-
-/// Labels of the objects this module creates.
-pub fn labels() -> BTreeMap<String, String> {
-    BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())])
 }

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use serde::de::DeserializeOwned;
@@ -14,7 +14,7 @@ use super::output::{self, Format};
 use super::GlobalArgs;
 use crate::api::{self, K10_NAMESPACE};
 use crate::k8s::jobs::ProductJob;
-use crate::k8s::Cluster;
+use crate::k8s::{rbac, Cluster};
 
 /// The name of the ServiceAccount, ClusterRole and ClusterRoleBinding.
 pub use crate::k8s::jobs::SERVICE_ACCOUNT;
@@ -29,43 +29,6 @@ pub struct InstallArgs {
     pub format: Format,
 }
 
-fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
-    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    PolicyRule {
-        api_groups: Some(strings(groups)),
-        resources: Some(strings(resources)),
-        verbs: strings(verbs),
-        ..Default::default()
-    }
-}
-
-/// What the product's commands use, and nothing else (listed in the README).
-pub fn cluster_role() -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(SERVICE_ACCOUNT.into()),
-            ..Default::default()
-        },
-        rules: Some(vec![
-            // Capturing an application reads every namespaced resource it has.
-            rule(&["*"], &["*"], &["get", "list"]),
-            // Restoring recreates any kind (and `--existing replace` deletes it first); policy runs
-            // create and remove their data mover Jobs and Secrets, CSI snapshots and clone claims,
-            // restore points, CronJobs.
-            rule(&["*"], &["*"], &["create", "delete"]),
-            rule(&[""], &["pods/log"], &["get"]),
-            // Server-side apply and status updates.
-            rule(&["batch"], &["cronjobs", "jobs"], &["patch"]),
-            rule(&["config.kio.kasten.io"], &["profiles", "policies", "profiles/status", "policies/status"], &["patch", "update"]),
-            rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["patch"]),
-            rule(&[""], &["namespaces", "serviceaccounts"], &["patch"]),
-            // Taking over a stale claim to create a repository (a conditional replace).
-            rule(&[""], &["configmaps"], &["update"]),
-        ]),
-        ..Default::default()
-    }
-}
-
 /// Retention maintenance every day (the contract asks for at least every 2 days).
 pub fn maintenance_cronjob() -> CronJob {
     let job = ProductJob {
@@ -77,6 +40,7 @@ pub fn maintenance_cronjob() -> CronJob {
         node_name: None,
         labels: [("app.kubernetes.io/managed-by".to_string(), "k10".to_string())].into(),
         timeout: std::time::Duration::from_secs(12 * 3600),
+        owner: None,
     }
     .job();
     CronJob {
@@ -96,11 +60,16 @@ pub fn maintenance_cronjob() -> CronJob {
     }
 }
 
+/// The Pod Security level `kasten-io` enforces: its control pods meet `restricted`, but data
+/// movers that read CSI snapshot clones there run as root with `DAC_OVERRIDE` (`baseline`).
+pub const KASTEN_IO_POD_SECURITY: (&str, &str) = ("pod-security.kubernetes.io/enforce", "baseline");
+
 /// Everything `install` applies, in order, as JSON documents.
 pub fn objects() -> Vec<serde_json::Value> {
     let mut all = vec![serde_json::to_value(Namespace {
         metadata: ObjectMeta {
             name: Some(K10_NAMESPACE.into()),
+            labels: Some([(KASTEN_IO_POD_SECURITY.0.to_string(), KASTEN_IO_POD_SECURITY.1.to_string())].into()),
             ..Default::default()
         },
         ..Default::default()
@@ -114,26 +83,10 @@ pub fn objects() -> Vec<serde_json::Value> {
         },
         ..Default::default()
     }));
-    all.push(serde_json::to_value(cluster_role()));
     all.push(serde_json::to_value(maintenance_cronjob()));
-    all.push(serde_json::to_value(ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some(SERVICE_ACCOUNT.into()),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: SERVICE_ACCOUNT.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: SERVICE_ACCOUNT.into(),
-            namespace: Some(K10_NAMESPACE.into()),
-            ..Default::default()
-        }]),
-    }));
-    all.into_iter().map(|v| v.expect("objects serialize")).collect()
+    let mut all: Vec<serde_json::Value> = all.into_iter().map(|v| v.expect("objects serialize")).collect();
+    all.extend(rbac::objects());
+    all
 }
 
 pub async fn run(global: &GlobalArgs, args: InstallArgs) -> anyhow::Result<()> {
@@ -168,6 +121,8 @@ pub async fn run(global: &GlobalArgs, args: InstallArgs) -> anyhow::Result<()> {
             }
             "ClusterRole" => apply::<ClusterRole>(&cluster, Api::all(cluster.client.clone()), obj).await?,
             "ClusterRoleBinding" => apply::<ClusterRoleBinding>(&cluster, Api::all(cluster.client.clone()), obj).await?,
+            "Role" => apply::<Role>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
+            "RoleBinding" => apply::<RoleBinding>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             "CronJob" => apply::<CronJob>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             other => unreachable!("install has no {other}"),
         }

@@ -240,6 +240,7 @@ pub async fn apply_cronjob(cluster: &Cluster, policy: &str, schedule: &str, args
         node_name: None,
         labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
         timeout: std::time::Duration::from_secs(24 * 3600),
+        owner: None,
     };
     let template = job.job();
     let cronjob = CronJob {
@@ -386,6 +387,7 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
             node_name: None,
             labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
             timeout: std::time::Duration::from_secs(24 * 3600),
+            owner: None,
         };
         job.start(cluster).await?;
         println!("policy {name:?} is running in Job {}/{}; follow it with `kubectl logs -f job/{} -n {}`", job.namespace, job.name, job.name, job.namespace);

@@ -61,6 +61,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
             node_name: None,
             labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
             timeout: std::time::Duration::from_secs(24 * 3600),
+            owner: None,
         };
         job.start(&cluster).await?;
         println!("restore is running in Job {K10_NAMESPACE}/{0}; follow it with `kubectl logs -f job/{0} -n {K10_NAMESPACE}`", job.name);

@@ -57,6 +57,9 @@ pub struct ProductJob {
     pub node_name: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub timeout: Duration,
+    /// The Job's owner (a data mover's control Job, in the same namespace): the cluster removes
+    /// the Job, and all it owns, with its owner.
+    pub owner: Option<OwnerReference>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +190,7 @@ impl ProductJob {
                 name: Some(self.name.clone()),
                 namespace: Some(self.namespace.clone()),
                 labels: Some(self.labels.clone()),
+                owner_references: self.owner.clone().map(|o| vec![o]),
                 ..Default::default()
             },
             spec: Some(JobSpec {
@@ -519,6 +523,7 @@ mod tests {
             node_name: None,
             labels: BTreeMap::new(),
             timeout: Duration::from_secs(1),
+            owner: None,
         }
         .security_context()
     }
@@ -538,6 +543,7 @@ mod tests {
             node_name: None,
             labels: BTreeMap::new(),
             timeout: Duration::from_secs(1),
+            owner: None,
         }
         .job();
         assert_eq!(job.spec.and_then(|s| s.ttl_seconds_after_finished), Some(86_400));

@@ -3,6 +3,7 @@
 
 pub mod claim;
 pub mod jobs;
+pub mod rbac;
 
 use std::path::PathBuf;
 

@@ -224,6 +224,7 @@ impl Opened {
             node_name: None,
             labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
             timeout: JOB_TIMEOUT,
+            owner: None,
         }
     }
 }

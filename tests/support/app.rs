@@ -108,6 +108,17 @@ spec:
     served: true
     storage: true
     schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+# What the Widget operator's chart would grant k10 (aggregated into k10-custom-resources).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: widgets-for-k10
+  labels: {k10.kasten.io/aggregate-to-k10: "true"}
+rules:
+- apiGroups: [example.com]
+  resources: [widgets]
+  verbs: [get, list, create, delete]
 "#;
 
 impl Fixture {
@@ -136,6 +147,17 @@ impl Fixture {
         f.kubectl(&["wait", "--for=condition=established", "crd/widgets.example.com"]);
         f.kubectl_apply(APP);
         f
+    }
+
+    /// Serves CSI snapshots and a VolumeSnapshotClass for the volumes' driver: from now on the
+    /// product reads volumes from snapshot clones, in kasten-io.
+    pub fn add_snapshot_class(&self) {
+        use super::apiserver::{STANDARD_PROVISIONER, VOLUME_SNAPSHOT_CRDS};
+        self.kubectl_apply(VOLUME_SNAPSHOT_CRDS);
+        self.kubectl(&["wait", "--for=condition=established", "crd/volumesnapshotclasses.snapshot.storage.k8s.io"]);
+        self.kubectl_apply(&format!(
+            "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {{name: csi}}\ndriver: {STANDARD_PROVISIONER}\ndeletionPolicy: Delete\n"
+        ));
     }
 
     pub fn kubectl(&self, args: &[&str]) -> String {

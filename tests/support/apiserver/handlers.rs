@@ -93,6 +93,17 @@ async fn route(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
+    let held = {
+        let mut holds = lock(&shared.holds);
+        let at = holds.iter().position(|h| h.method == method.as_str() && uri.path().starts_with(&h.path));
+        at.map(|i| holds.remove(i))
+    };
+    if let Some(hold) = held {
+        hold.reached.send_replace(true);
+        let mut released = hold.released.subscribe();
+        let _ = released.wait_for(|r| *r).await;
+        return Err(ApiError::internal("the stand-in dropped this request (a test held it)"));
+    }
     let query: Query = axum::extract::Query::<Query>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;

@@ -249,7 +249,7 @@
 //! (Deployments, StatefulSets, DaemonSets, ReplicaSets and CronJobs never create pods; bare Pods
 //! stay `Pending`), finalizers and graceful deletion (no `deletionTimestamp`, no Terminating
 //! namespaces), admission (quotas, limit ranges; Pod Security only for the Job pods above, and the
-//! ServiceAccount check), RBAC beyond `rbac.rs` (aggregated roles, escalation checks, token
+//! ServiceAccount check), RBAC beyond `rbac.rs` (escalation checks, token
 //! expiry), field validation and defaulting of built-in types beyond what is listed above,
 //! immutable-field checks, CRD schema validation other than pruning, conversion, scale
 //! subresources, protobuf beyond the four kinds above, Table output (`kubectl get` prints its
@@ -451,6 +451,18 @@ impl ApiServer {
         write_kubeconfig_for(&path, &self.shared.config.url, &token, namespace)?;
         lock(&self.shared.state).tokens.insert(token, rbac::Caller::ServiceAccount { namespace: namespace.into(), name: name.into() });
         Ok(path)
+    }
+
+    /// Holds the next `method` request whose path starts with `path` (see [`store::Hold`]).
+    pub fn hold(&self, method: &str, path: &str) -> Arc<store::Hold> {
+        let hold = Arc::new(store::Hold {
+            method: method.into(),
+            path: path.into(),
+            reached: tokio::sync::watch::channel(false).0,
+            released: tokio::sync::watch::channel(false).0,
+        });
+        lock(&self.shared.holds).push(hold.clone());
+        hold
     }
 
     /// How many force-deleted pods' processes still run (see `kubelet::force_delete_pod`).

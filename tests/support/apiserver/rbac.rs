@@ -14,8 +14,11 @@
 //!   when the rule lists `resourceNames`, the object's name (so never a list, a watch or a
 //!   create). Otherwise 403 with the real message. Discovery, OpenAPI, version and health are
 //!   open to every authenticated caller (`system:discovery`).
-//! * Not modelled: aggregated ClusterRoles (`aggregationRule`), users and groups other than the
-//!   above, non-resource URL rules, escalation checks on writing RBAC objects, impersonation.
+//! * An aggregated ClusterRole (`aggregationRule` with `matchLabels` selectors) has the rules of
+//!   the ClusterRoles its selectors match, as the aggregation controller fills them in (at once
+//!   here; `matchExpressions` are not modelled).
+//! * Not modelled: users and groups other than the above, non-resource URL rules, escalation
+//!   checks on writing RBAC objects, impersonation.
 
 use serde_json::Value;
 
@@ -114,11 +117,16 @@ fn rules_for(state: &State, caller: &Caller, namespace: Option<&str>) -> Vec<Val
         })
     };
     let role = |kind: &str, name: &str, ns: &str| -> Vec<Value> {
-        let found = match kind {
-            "ClusterRole" => state.get_object("rbac.authorization.k8s.io", "clusterroles", "", name),
-            _ => state.get_object("rbac.authorization.k8s.io", "roles", ns, name),
-        };
-        found.and_then(|r| r["rules"].as_array().cloned()).unwrap_or_default()
+        match kind {
+            "ClusterRole" => state
+                .get_object("rbac.authorization.k8s.io", "clusterroles", "", name)
+                .map(|r| cluster_role_rules(state, r))
+                .unwrap_or_default(),
+            _ => state
+                .get_object("rbac.authorization.k8s.io", "roles", ns, name)
+                .and_then(|r| r["rules"].as_array().cloned())
+                .unwrap_or_default(),
+        }
     };
     let mut rules = Vec::new();
     for binding in objects(state, "clusterrolebindings", None) {
@@ -134,6 +142,27 @@ fn rules_for(state: &State, caller: &Caller, namespace: Option<&str>) -> Vec<Val
         }
     }
     rules
+}
+
+/// A ClusterRole's rules. An aggregated one (`aggregationRule`) has the rules of every
+/// ClusterRole whose labels match one of its `clusterRoleSelectors` (`matchLabels`), as the
+/// cluster-role aggregation controller writes them into it (here: at each request, so without
+/// the controller's delay).
+fn cluster_role_rules(state: &State, role: &Value) -> Vec<Value> {
+    let Some(selectors) = role["aggregationRule"]["clusterRoleSelectors"].as_array() else {
+        return role["rules"].as_array().cloned().unwrap_or_default();
+    };
+    let name = role["metadata"]["name"].as_str().unwrap_or("");
+    let selected = |labels: &Value| {
+        selectors.iter().any(|sel| {
+            sel["matchLabels"].as_object().is_some_and(|want| !want.is_empty() && want.iter().all(|(k, v)| &labels[k] == v))
+        })
+    };
+    objects(state, "clusterroles", None)
+        .into_iter()
+        .filter(|r| r["metadata"]["name"].as_str() != Some(name) && selected(&r["metadata"]["labels"]))
+        .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+        .collect()
 }
 
 /// Whether one PolicyRule allows the request.

@@ -107,6 +107,34 @@ pub struct Shared {
     pub state: Mutex<State>,
     /// Background tasks (Job runs), aborted when the server stops.
     pub tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Requests a test holds (see [`Hold`]).
+    pub holds: Mutex<Vec<Arc<Hold>>>,
+}
+
+/// A request a test stops in flight: the first one of `method` whose path starts with `path`
+/// waits until the test releases it, and is then dropped unanswered by the store (a 500 says
+/// so), as a request is lost when its client dies. Tests use it to kill a client at an exact
+/// step.
+pub struct Hold {
+    pub method: String,
+    pub path: String,
+    pub reached: tokio::sync::watch::Sender<bool>,
+    pub released: tokio::sync::watch::Sender<bool>,
+}
+
+impl Hold {
+    /// Waits until a request is held (panics after `timeout`).
+    pub async fn reached(&self, timeout: std::time::Duration) {
+        let mut rx = self.reached.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .unwrap_or_else(|_| panic!("no {} {}* request within {timeout:?}", self.method, self.path))
+            .expect("hold open");
+    }
+
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
 }
 
 impl Shared {
@@ -116,6 +144,7 @@ impl Shared {
             config,
             state: Mutex::new(state),
             tasks: Mutex::new(Vec::new()),
+            holds: Mutex::new(Vec::new()),
         }
     }
 
