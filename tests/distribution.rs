@@ -199,11 +199,11 @@ fn renders_with_default_values() {
         kinds,
         [
             "ClusterRole/k10",
+            "ClusterRole/k10-applications",
             "ClusterRole/k10-custom-resources",
-            "ClusterRole/k10-restore",
             "ClusterRoleBinding/k10",
+            "ClusterRoleBinding/k10-applications",
             "ClusterRoleBinding/k10-custom-resources",
-            "ClusterRoleBinding/k10-restore",
             "CronJob/k10-maintenance",
             "Role/k10",
             "RoleBinding/k10",

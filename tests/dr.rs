@@ -80,6 +80,10 @@ async fn the_catalog_comes_back_as_of_a_point_in_time_and_the_app_with_it() {
     k10.run(&["install"]).ok();
     let k10 = k10.acting_as_service_account(&new);
     kubectl(new.kubeconfig_path(), &["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=correct horse battery staple"]);
+    // The platform team's grant of its custom resources to k10 comes with the new cluster.
+    let grant = dir.path().join("widgets-for-k10.yaml");
+    std::fs::write(&grant, support::app::WIDGETS_FOR_K10).unwrap();
+    kubectl(new.kubeconfig_path(), &["apply", "-f", grant.to_str().unwrap()]);
     k10.run(&["profile", "create", "recovery", "--bucket", &f.bucket, "--endpoint", &f.s3.endpoint]).ok();
 
     // The k10restore chart, rendered by the Helm SDK with a point in time between T1 and T2; its

@@ -14,7 +14,7 @@ use support::tree;
 async fn restricted_kasten_io_and_baseline_applications_back_up_and_restore() {
     let f = Fixture::new().await;
     tree::small(&f.volume("data"));
-    f.kubectl(&["label", "namespace", "kasten-io", "pod-security.kubernetes.io/enforce=restricted"]);
+    f.kubectl(&["label", "namespace", "kasten-io", "pod-security.kubernetes.io/enforce=restricted", "--overwrite"]);
     f.kubectl(&["label", "namespace", "shop", "pod-security.kubernetes.io/enforce=baseline"]);
     f.k10.run(&["policy", "create", "shop", "--namespaces", "shop", "--profile", "immutable"]).ok();
     // A data mover in the application's namespace (baseline)...

@@ -73,7 +73,7 @@ fn every_rule_is_on_the_reviewed_list_and_none_reaches_cluster_admin() {
         reviewed(),
         "the product's roles changed: review the change and update tests/rbac_rules.txt (and the README's RBAC table)"
     );
-    for (role, grants) in [("k10", rbac::CLUSTER), ("kasten-io/k10", rbac::OWN_NAMESPACE), ("k10-restore", rbac::RESTORE)] {
+    for (role, grants) in [("k10", rbac::CLUSTER), ("kasten-io/k10", rbac::OWN_NAMESPACE), ("k10-applications", rbac::APPLICATIONS)] {
         for g in grants {
             let all = [g.groups, g.resources, g.verbs].concat();
             assert!(!all.contains(&"*"), "{role}: a wildcard in {:?} {:?} {:?}", g.groups, g.resources, g.verbs);
@@ -135,8 +135,8 @@ async fn k10s_token_mints_no_token_execs_nothing_and_grants_nothing() {
     refused(&k10, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding("ClusterRoleBinding", None), "clusterrolebindings").await;
     refused(&k10, "PATCH", "/apis/rbac.authorization.k8s.io/v1/clusterroles/k10", serde_json::json!({"rules": []}), "clusterroles").await;
     // The policy-run roles alone (a team that restores with its own credentials unbinds
-    // k10-restore) write no Secret, Job or Pod and read no log outside kasten-io...
-    f.kubectl(&["delete", "clusterrolebinding", "k10-restore"]);
+    // k10-applications) write no Secret, Job or Pod and read no log outside kasten-io...
+    f.kubectl(&["delete", "clusterrolebinding", "k10-applications"]);
     let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}});
     refused(&k10, "POST", "/api/v1/namespaces/shop/secrets", secret, "secrets").await;
     let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
@@ -151,4 +151,49 @@ async fn k10s_token_mints_no_token_execs_nothing_and_grants_nothing() {
     f.k10.run(&["policy", "create", "shop", "--namespaces", "shop", "--profile", "immutable"]).ok();
     f.k10.run(&["policy", "run", "shop", "--wait"]).ok();
     assert_eq!(f.contents().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_k10_may_not_touch_is_named_and_an_administrator_restores_it() {
+    let f = Fixture::new().await;
+    tree::small(&f.volume("data"));
+    // The application has RBAC objects; its Widgets are no longer granted to k10.
+    f.kubectl_apply(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: shop}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: ServiceAccount, name: default, namespace: shop}]
+"#,
+    );
+    f.kubectl(&["delete", "clusterrole", "widgets-for-k10"]);
+    f.k10.run(&["policy", "create", "shop", "--namespaces", "shop", "--profile", "immutable"]).ok();
+    let run = f.k10.run(&["policy", "run", "shop", "--wait"]).ok();
+    assert!(
+        run.stderr.contains("warning: not captured, k10 may not list them: widgets.example.com; grant get and list on them with a ClusterRole labelled k10.kasten.io/aggregate-to-k10=true"),
+        "{}",
+        run.stderr
+    );
+    // The namespace goes, and its RestorePoints with it: restore from the content.
+    let point = f.contents()[0]["metadata"]["name"].as_str().unwrap().to_string();
+
+    // k10 restores everything but the RBAC objects, and says who can.
+    f.kubectl(&["delete", "namespace", "shop"]);
+    f.k10.run(&["restore", &point, "-n", "shop", "--wait"]).fails_with(&[
+        "Role/reader",
+        "RoleBinding/reader",
+        "k10 never writes RBAC objects: restore them with a cluster administrator's credentials",
+    ]);
+    assert!(f.kubectl(&["get", "configmaps", "-n", "shop", "-o", "name"]).contains("configmap/"), "the rest is back");
+    assert!(f.kubectl(&["get", "roles", "-n", "shop", "-o", "name"]).trim().is_empty());
+    // An administrator, with their own credentials, restores them.
+    let admin = K10 { kubeconfig: Some(f.server.kubeconfig_path().to_path_buf()), ..f.k10.clone() };
+    admin.run(&["restore", &point, "-n", "shop", "--include", "Role,RoleBinding", "--wait"]).ok();
+    assert_eq!(f.kubectl(&["get", "roles,rolebindings", "-n", "shop", "-o", "name"]).lines().count(), 2);
 }

@@ -11,7 +11,7 @@
 //!   no Job, no Pod, no RBAC object.
 //! * Role `k10` in `kasten-io` — the product's own namespace: its Secrets, claims, Jobs,
 //!   CronJobs, profiles and policies.
-//! * ClusterRole `k10-restore` — `restore` and `restorepoint verify`, and data movers beside live
+//! * ClusterRole `k10-applications` — `restore` and `restorepoint verify`, and data movers beside live
 //!   volumes: creates and deletes the kinds a restore recreates, in any namespace. This is the
 //!   widest need (creating Pods or workloads in a namespace runs code as any ServiceAccount
 //!   there); it is a role of its own so that a team can bind it elsewhere. It grants no RBAC
@@ -30,7 +30,7 @@ use crate::k8s::jobs::SERVICE_ACCOUNT;
 
 /// The label that adds a ClusterRole's rules to `k10-custom-resources`.
 pub const AGGREGATE_LABEL: &str = "k10.kasten.io/aggregate-to-k10";
-pub const RESTORE_ROLE: &str = "k10-restore";
+pub const APPLICATIONS_ROLE: &str = "k10-applications";
 pub const CUSTOM_RESOURCES_ROLE: &str = "k10-custom-resources";
 
 /// One rule and the step that needs it.
@@ -85,8 +85,8 @@ pub const OWN_NAMESPACE: &[Grant] = &[
     Grant { groups: &["config.kio.kasten.io"], resources: &["profiles/status", "policies/status"], verbs: &["patch", "update"], why: "validation results and the last run of a policy" },
 ];
 
-/// ClusterRole `k10-restore`: restore, verify, and data movers beside live volumes.
-pub const RESTORE: &[Grant] = &[
+/// ClusterRole `k10-applications`: restore, verify, and data movers beside live volumes.
+pub const APPLICATIONS: &[Grant] = &[
     Grant { groups: &[""], resources: &["configmaps", "limitranges", "persistentvolumeclaims", "pods", "podtemplates", "replicationcontrollers", "resourcequotas", "secrets", "serviceaccounts", "services"], verbs: &["create", "delete"], why: "recreating an application (`--existing replace` deletes first); a data mover's Secret beside a live volume" },
     Grant { groups: &["apps"], resources: &["daemonsets", "deployments", "replicasets", "statefulsets"], verbs: &["create", "delete"], why: "recreating workloads" },
     Grant { groups: &["autoscaling"], resources: &["horizontalpodautoscalers"], verbs: &["create", "delete"], why: "recreating an application" },
@@ -153,10 +153,10 @@ pub fn own_namespace_role() -> Role {
     }
 }
 
-pub fn restore_role() -> ClusterRole {
+pub fn applications_role() -> ClusterRole {
     ClusterRole {
-        metadata: meta(RESTORE_ROLE, None),
-        rules: Some(rules(RESTORE)),
+        metadata: meta(APPLICATIONS_ROLE, None),
+        rules: Some(rules(APPLICATIONS)),
         ..Default::default()
     }
 }
@@ -185,7 +185,7 @@ pub fn objects() -> Vec<serde_json::Value> {
     let values = [
         serde_json::to_value(cluster_role()),
         serde_json::to_value(own_namespace_role()),
-        serde_json::to_value(restore_role()),
+        serde_json::to_value(applications_role()),
         serde_json::to_value(custom_resources_role()),
         serde_json::to_value(binding(SERVICE_ACCOUNT)),
         serde_json::to_value(RoleBinding {
@@ -193,7 +193,7 @@ pub fn objects() -> Vec<serde_json::Value> {
             role_ref: role_ref("Role", SERVICE_ACCOUNT),
             subjects: Some(subject()),
         }),
-        serde_json::to_value(binding(RESTORE_ROLE)),
+        serde_json::to_value(binding(APPLICATIONS_ROLE)),
         serde_json::to_value(binding(CUSTOM_RESOURCES_ROLE)),
     ];
     values.into_iter().map(|v| v.expect("RBAC objects serialize")).collect()
@@ -203,7 +203,7 @@ pub fn objects() -> Vec<serde_json::Value> {
 /// the reviewed list `tests/rbac_rules.txt`.
 pub fn rule_lines() -> Vec<String> {
     let mut lines = Vec::new();
-    for (role, grants) in [("ClusterRole/k10", CLUSTER), ("Role/kasten-io/k10", OWN_NAMESPACE), ("ClusterRole/k10-restore", RESTORE)] {
+    for (role, grants) in [("ClusterRole/k10", CLUSTER), ("Role/kasten-io/k10", OWN_NAMESPACE), ("ClusterRole/k10-applications", APPLICATIONS)] {
         for g in grants {
             let group = if g.groups == [""] { "core".to_string() } else { g.groups.join(",") };
             lines.push(format!("{role} {group} {} {}", g.resources.join(","), g.verbs.join(",")));

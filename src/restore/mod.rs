@@ -468,6 +468,18 @@ async fn restore_object(
                 Outcome::Failed(format!("{}/{} was still being deleted after 10 s", o.kind, o.name))
             }
         },
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            let advice = if o.group == "rbac.authorization.k8s.io" {
+                "k10 never writes RBAC objects: restore them with a cluster administrator's credentials (`kubectl k10 restore … --include Role,RoleBinding --wait`)".to_string()
+            } else {
+                format!(
+                    "grant k10 create and delete on {} with a ClusterRole labelled {}=true (README: RBAC), then restore again",
+                    crate::backup::capture::full_name(&o.group, &o.plural),
+                    crate::k8s::rbac::AGGREGATE_LABEL
+                )
+            };
+            Outcome::Failed(format!("{}; {advice}", cluster.err(kube::Error::Api(s), format!("create {}/{}", o.kind, o.name))))
+        }
         Err(e) => Outcome::Failed(cluster.err(e, format!("create {}/{}", o.kind, o.name)).to_string()),
     }
 }

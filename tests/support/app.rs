@@ -108,8 +108,10 @@ spec:
     served: true
     storage: true
     schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-# What the Widget operator's chart would grant k10 (aggregated into k10-custom-resources).
+"#;
+
+/// What the Widget operator's chart would grant k10 (aggregated into k10-custom-resources).
+pub const WIDGETS_FOR_K10: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
@@ -144,6 +146,7 @@ impl Fixture {
             .ok();
         let f = Fixture { server, k10, s3, bucket, dir };
         f.kubectl_apply(CRD);
+        f.kubectl_apply(WIDGETS_FOR_K10);
         f.kubectl(&["wait", "--for=condition=established", "crd/widgets.example.com"]);
         f.kubectl_apply(APP);
         f
