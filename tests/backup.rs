@@ -273,13 +273,14 @@ async fn a_control_pod_replaced_mid_run_makes_one_restore_point() {
     assert!(log.contains(&format!("restore point {name}")), "{log}");
 }
 
-/// Every change to a Secret in the application's namespace while `during` runs, as a watcher
-/// there sees it.
-fn secret_events_in_shop(f: &Fixture, during: impl FnOnce()) -> Vec<serde_json::Value> {
+/// Every change to a Secret in `scope` (`-n NS` or `-A`) while `during` runs, as a watcher sees
+/// it.
+fn secret_events(f: &Fixture, scope: &[&str], during: impl FnOnce()) -> Vec<serde_json::Value> {
     let mut watch = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(f.server.kubeconfig_path())
-        .args(["get", "secrets", "-n", "shop", "--watch-only", "--output-watch-events", "-o", "json"])
+        .args(["get", "secrets", "--watch-only", "--output-watch-events", "-o", "json"])
+        .args(scope)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -299,7 +300,7 @@ async fn a_data_movers_secret_is_owned_by_its_job_from_the_moment_it_exists() {
     tree::small(&f.volume("data"));
     f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
     let mut out = String::new();
-    let events = secret_events_in_shop(&f, || out = f.k10.run(&["policy", "run", "p", "--wait"]).ok().stderr);
+    let events = secret_events(&f, &["-n", "shop"], || out = f.k10.run(&["policy", "run", "p", "--wait"]).ok().stderr);
     // Without a snapshot class the data movers read the live volumes beside them, and say that
     // the keys are exposed to the namespace for the run.
     assert!(out.contains("the store's keys and the repository password are exposed to shop for the run"), "{out}");
@@ -315,25 +316,43 @@ async fn a_data_movers_secret_is_owned_by_its_job_from_the_moment_it_exists() {
     assert_eq!(f.contents().len(), 1);
 }
 
+/// With a snapshot class, backup, verify and restore run their data movers in kasten-io: no
+/// Secret holding the store's keys or a repository password exists anywhere else, at any moment
+/// (a watcher of every namespace's Secrets sees every change).
 #[tokio::test(flavor = "multi_thread")]
-async fn with_a_snapshot_class_no_key_reaches_the_applications_namespace() {
+async fn with_a_snapshot_class_no_key_leaves_kasten_io() {
     let f = Fixture::new().await;
     tree::small(&f.volume("data"));
+    let original = f.save_volumes("original");
     f.add_snapshot_class();
     f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
-    let mut out = String::new();
-    let events = secret_events_in_shop(&f, || {
-        out = f.k10.run(&["policy", "run", "p", "--wait"]).ok().stderr;
-        // The watcher sees what happens: this canary, and nothing of the run.
-        f.kubectl(&["create", "secret", "generic", "canary", "-n", "shop", "--from-literal=k=v"]);
+    let (mut backup, mut verify, mut restore) = (String::new(), String::new(), String::new());
+    let events = secret_events(&f, &["-A"], || {
+        backup = f.k10.run(&["policy", "run", "p", "--wait"]).ok().stderr;
+        let point = f.contents()[0]["metadata"]["name"].as_str().unwrap().to_string();
+        verify = f.k10.run(&["restorepoint", "verify", &point]).ok().all();
+        f.kubectl(&["delete", "namespace", "shop"]);
+        restore = f.k10.run(&["restore", &point, "--wait"]).ok().all();
+        // The watcher sees what happens: this canary too.
+        f.kubectl(&["create", "secret", "generic", "canary", "-n", "default", "--from-literal=k=v"]);
         std::thread::sleep(std::time::Duration::from_millis(300));
     });
-    let names: Vec<&str> = events.iter().map(|e| e["object"]["metadata"]["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["canary"], "no Secret of the run in the application's namespace: {events:?}");
-    assert!(out.contains("volume data: its data mover reads the snapshot's clone in kasten-io; no key reaches shop"), "{out}");
+    assert!(backup.contains("volume data: its data mover reads the snapshot's clone in kasten-io; no key reaches shop"), "{backup}");
+    assert!(restore.contains("volume data: restoring data in kasten-io (its class has CSI snapshots: no key reaches shop)"), "{restore}");
+    assert!(events.iter().any(|e| e["object"]["metadata"]["name"] == "canary"), "{events:?}");
+    let keys = [k10::datamover::ENV_ACCESS_KEY, k10::datamover::ENV_SECRET_KEY, k10::datamover::ENV_PASSWORD];
+    for e in events.iter().filter(|e| e["object"]["metadata"]["namespace"] != "kasten-io") {
+        let data = e["object"]["data"].as_object().cloned().unwrap_or_default();
+        assert!(keys.iter().all(|k| !data.contains_key(*k)), "a Secret with the store's keys outside kasten-io: {e}");
+        assert!(!e["object"]["metadata"]["name"].as_str().unwrap().starts_with("k10-"), "{e}");
+    }
+    // Verify compared every volume, from snapshot clones in kasten-io; the restore is whole.
+    assert!(verify.contains("manifests and 2 volumes restored identical"), "{verify}");
+    tree::assert_same(&original.join("data"), &f.volume("data"));
+    // Nothing of the three is left: no data mover, snapshot, clone or content.
+    assert_eq!(made_by_k10(&f), Vec::<String>::new());
     let jobs = f.kubectl(&["get", "jobs", "-n", "shop", "-o", "name"]);
     assert!(jobs.trim().is_empty(), "no data mover ran in the application's namespace: {jobs}");
-    assert_eq!(f.contents().len(), 1);
 }
 
 /// What the product's runs made in the cluster (`kind/name`, sorted): data mover Jobs and
@@ -343,7 +362,7 @@ fn made_by_k10(f: &Fixture) -> Vec<String> {
     let mut made = Vec::new();
     for ns in ["shop", "kasten-io"] {
         let out = f.kubectl(&["get", "jobs,secrets,persistentvolumeclaims,volumesnapshots.snapshot.storage.k8s.io", "-n", ns, "-l", "app.kubernetes.io/managed-by=k10", "-o", "name"]);
-        made.extend(out.lines().filter(|l| l.contains("/k10-backup-") || l.contains("/k10-snap-")).map(|l| format!("{ns}/{l}")));
+        made.extend(out.lines().filter(|l| ["/k10-backup-", "/k10-snap-", "/k10-restore-", "/k10-verify-"].iter().any(|p| l.contains(p))).map(|l| format!("{ns}/{l}")));
     }
     made.extend(f.kubectl(&["get", "volumesnapshotcontents.snapshot.storage.k8s.io", "-o", "name"]).lines().map(str::to_string));
     made.sort();

@@ -4,7 +4,8 @@
 //! run's control Job, and the mover's Secret, snapshot copy and clone claim by the mover Job, so
 //! deleting the control Job (or its TTL) removes them. Kubernetes cannot give the rest an owner
 //! (owners never cross namespaces, and cluster-scoped objects cannot have namespaced ones):
-//! * the VolumeSnapshot cut in the application's namespace and its VolumeSnapshotContents;
+//! * the VolumeSnapshot cut in the application's namespace and its VolumeSnapshotContents, and a
+//!   snapshot a restore handed over there (it goes once the claim made from it is bound);
 //! * a data mover Job and its Secret beside a volume that has no snapshot class;
 //! * repository snapshots the run wrote but no restore point refers to.
 //!
@@ -29,6 +30,9 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const CONTROL_JOB_LABEL: &str = "k10.kasten.io/control-job";
 /// The application namespace an object serves (for objects outside it).
 pub const NAMESPACE_LABEL: &str = "k10.kasten.io/namespace";
+/// On a snapshot a restore handed over to an application's namespace: the claim made from it.
+/// The snapshot goes once that claim is bound (by the restore, or by the next backup).
+pub const RESTORES_CLAIM_LABEL: &str = "k10.kasten.io/restores-claim";
 /// The repository tag of the control Job's uid.
 pub const CONTROL_TAG: &str = "control=";
 
@@ -136,7 +140,15 @@ pub async fn in_cluster(cluster: &Cluster, namespace: &str) -> Result<Vec<String
     let snapshots: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), namespace, &snapshot_api("VolumeSnapshot", "volumesnapshots"));
     match snapshots.list(&ours).await {
         Ok(list) => {
-            for s in list.items.into_iter().filter(|s| left(&s.metadata)) {
+            for s in list.items {
+                let restores = s.metadata.labels.as_ref().and_then(|l| l.get(RESTORES_CLAIM_LABEL));
+                let over = match restores {
+                    Some(claim) => claim_settled(cluster, namespace, claim).await?,
+                    None => left(&s.metadata),
+                };
+                if !over {
+                    continue;
+                }
                 let name = s.metadata.name.clone().unwrap_or_default();
                 if snapshots.delete(&name, &DeleteParams::default()).await.is_ok() {
                     cleaned.push(format!("VolumeSnapshot {namespace}/{name}"));
@@ -149,12 +161,30 @@ pub async fn in_cluster(cluster: &Cluster, namespace: &str) -> Result<Vec<String
     let contents: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &snapshot_api("VolumeSnapshotContent", "volumesnapshotcontents"));
     let list = contents.list(&for_namespace).await.map_err(|e| cluster.err(e, "list VolumeSnapshotContents"))?;
     for c in list.items.into_iter().filter(|c| left(&c.metadata)) {
+        // A content whose snapshot is still there goes with that snapshot.
+        let reference = &c.data["spec"]["volumeSnapshotRef"];
+        if let (Some(ns), Some(snapshot)) = (reference["namespace"].as_str(), reference["name"].as_str()) {
+            let snapshots: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), ns, &snapshot_api("VolumeSnapshot", "volumesnapshots"));
+            if matches!(snapshots.get_opt(snapshot).await, Ok(Some(_)) | Err(_)) {
+                continue;
+            }
+        }
         let name = c.metadata.name.clone().unwrap_or_default();
         if contents.delete(&name, &DeleteParams::default()).await.is_ok() {
             cleaned.push(format!("VolumeSnapshotContent {name}"));
         }
     }
     Ok(cleaned)
+}
+
+/// Whether the claim is bound (or gone: nothing waits for a snapshot to fill it any more).
+pub async fn claim_settled(cluster: &Cluster, namespace: &str, claim: &str) -> Result<bool, K8sError> {
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), namespace);
+    let found = claims
+        .get_opt(claim)
+        .await
+        .map_err(|e| cluster.err(e, format!("read PersistentVolumeClaim {namespace}/{claim}")))?;
+    Ok(found.is_none_or(|c| c.status.and_then(|s| s.phase).as_deref() == Some("Bound")))
 }
 
 /// Forgets (delete markers only: every version stays locked) the snapshots of `repo` that no

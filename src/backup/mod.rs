@@ -570,7 +570,7 @@ impl NamespaceBackup<'_> {
                 Ok(class) => match snapshots::clone_in_kasten_io(cluster, pvc, &snapshot_name, class, suspended.owner(), &labels).await {
                     Ok(clone) => Some(clone),
                     Err(e) => {
-                        suspended.abandon().await;
+                        suspended.remove().await;
                         return Err(e.into());
                     }
                 },

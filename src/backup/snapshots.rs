@@ -84,21 +84,124 @@ pub async fn class_for(cluster: &Cluster, pvc: &PersistentVolumeClaim) -> Result
         .ok_or_else(|| format!("no VolumeSnapshotClass for its driver {provisioner}")))
 }
 
-/// The clone claim [`clone_of`] makes under `name`.
+/// The clone claim [`clone_in_kasten_io`] makes under `name`.
 pub fn clone_claim_name(name: &str) -> String {
     format!("{name}-clone")
 }
 
-/// Where a run's snapshot is read: a VolumeSnapshot in the application's namespace is cut, then
-/// exposed in `kasten-io` (its handle imported by a new VolumeSnapshotContent, bound to a new
-/// VolumeSnapshot there) and cloned into a claim there, which the data mover reads. The snapshot
-/// in the application's namespace is let go at once (its content set to `Retain`, then both
-/// deleted); from then on the snapshot's life is that of its copy in `kasten-io`, owned by the
-/// data mover Job `owner`, as is the clone claim: the cluster removes both with that Job, and the
-/// content's `deletionPolicy: Delete` removes the snapshot on the storage system.
+/// A snapshot of claim `claim` in `from`, cut and moved to `to` under the same `name`: its
+/// handle imported by a new VolumeSnapshotContent (`deletionPolicy: Delete`) bound to a new
+/// VolumeSnapshot in `to`, the original let go at once (its content set to `Retain`, then both
+/// deleted). From then on the snapshot's life is that of the copy in `to`: deleting it removes
+/// the snapshot on the storage system. This is how a data mover reads in `kasten-io` what was
+/// cut in an application's namespace, and how a restore hands over what it wrote in `kasten-io`
+/// (as K10's and Velero's data movers do).
 ///
-/// The objects a run cannot give an owner (the snapshot in the application's namespace, the
-/// cluster-scoped contents) carry `labels` (the run's, see [`crate::backup::cleanup`]).
+/// `owners` are the owners of the snapshot in `from` and of its copy in `to`, where Kubernetes
+/// allows one (the same namespace); everything also carries `labels` (a run's, see
+/// [`crate::backup::cleanup`]), by which the next run removes what a killed one left. Returns the
+/// snapshot's `restoreSize`, if the driver reported one.
+#[allow(clippy::too_many_arguments)]
+pub async fn moved(
+    cluster: &Cluster,
+    from: &str,
+    claim: &str,
+    name: &str,
+    class: &str,
+    to: &str,
+    owners: (Option<&OwnerReference>, Option<&OwnerReference>),
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<String>, SnapshotError> {
+    let owner_list = |o: Option<&OwnerReference>| o.map(|o| json!([o])).unwrap_or(json!([]));
+    let source = snapshots_in(cluster, from);
+    let original = Clone {
+        namespace: from.to_string(),
+        snapshot: name.to_string(),
+        claim: String::new(),
+    };
+    let snapshot = dynamic(json!({
+        "apiVersion": format!("{GROUP}/v1"),
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": name, "namespace": from, "labels": labels, "ownerReferences": owner_list(owners.0)},
+        "spec": {"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": claim}},
+    }));
+    source
+        .create(&PostParams::default(), &snapshot)
+        .await
+        .map_err(|e| cluster.err(e, format!("create VolumeSnapshot {from}/{name}")))?;
+    let status = match ready(cluster, &source, from, name, claim).await {
+        Ok(status) => status,
+        Err(e) => {
+            original.remove(cluster).await;
+            return Err(e);
+        }
+    };
+    let imported_name = content_name(name, to);
+    let expose = async {
+        let original_content = status["boundVolumeSnapshotContentName"].as_str().unwrap_or_default().to_string();
+        let contents = contents(cluster);
+        let content = contents
+            .get(&original_content)
+            .await
+            .map_err(|e| cluster.err(e, format!("read VolumeSnapshotContent {original_content}")))?;
+        let handle = content.data["status"]["snapshotHandle"].as_str().unwrap_or_default().to_string();
+        let imported = dynamic(json!({
+            "apiVersion": format!("{GROUP}/v1"),
+            "kind": "VolumeSnapshotContent",
+            "metadata": {"name": imported_name, "labels": labels},
+            "spec": {
+                "deletionPolicy": "Delete",
+                "driver": content.data["spec"]["driver"],
+                "volumeSnapshotClassName": class,
+                "source": {"snapshotHandle": handle},
+                "volumeSnapshotRef": {"apiVersion": format!("{GROUP}/v1"), "kind": "VolumeSnapshot", "namespace": to, "name": name},
+            },
+        }));
+        contents
+            .create(&PostParams::default(), &imported)
+            .await
+            .map_err(|e| cluster.err(e, format!("create VolumeSnapshotContent {imported_name}")))?;
+        let target = snapshots_in(cluster, to);
+        let copy = dynamic(json!({
+            "apiVersion": format!("{GROUP}/v1"),
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": name, "namespace": to, "labels": labels, "ownerReferences": owner_list(owners.1)},
+            "spec": {"volumeSnapshotClassName": class, "source": {"volumeSnapshotContentName": imported_name}},
+        }));
+        target
+            .create(&PostParams::default(), &copy)
+            .await
+            .map_err(|e| cluster.err(e, format!("create VolumeSnapshot {to}/{name}")))?;
+        ready(cluster, &target, to, name, claim).await?;
+        // The original goes, without its data: the copy holds the snapshot now.
+        let retain = json!({"metadata": {"labels": labels}, "spec": {"deletionPolicy": "Retain"}});
+        contents
+            .patch(&original_content, &PatchParams::default(), &Patch::Merge(&retain))
+            .await
+            .map_err(|e| cluster.err(e, format!("set VolumeSnapshotContent {original_content} to Retain")))?;
+        source
+            .delete(name, &DeleteParams::default())
+            .await
+            .map_err(|e| cluster.err(e, format!("delete VolumeSnapshot {from}/{name}")))?;
+        match contents.delete(&original_content, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(SnapshotError::from(cluster.err(e, format!("delete VolumeSnapshotContent {original_content}")))),
+        }
+    };
+    if let Err(e) = expose.await {
+        // What an owner does not take with it: the original, the copy and the imported content.
+        original.remove(cluster).await;
+        let _ = snapshots_in(cluster, to).delete(name, &DeleteParams::default()).await;
+        let _ = contents(cluster).delete(&imported_name, &DeleteParams::default()).await;
+        return Err(e);
+    }
+    Ok(status["restoreSize"].as_str().map(str::to_string))
+}
+
+/// Where a run's snapshot is read: cut in the application's namespace, [`moved`] to
+/// `kasten-io` and cloned into a claim there, which the data mover reads. The copy and the clone
+/// are owned by the data mover Job `owner`: the cluster removes both with that Job.
 pub async fn clone_in_kasten_io(
     cluster: &Cluster,
     pvc: &PersistentVolumeClaim,
@@ -109,90 +212,7 @@ pub async fn clone_in_kasten_io(
 ) -> Result<Clone, SnapshotError> {
     let namespace = pvc.metadata.namespace.clone().unwrap_or_default();
     let claim = pvc.metadata.name.clone().unwrap_or_default();
-    let owners = json!([owner]);
-    let app_snapshots = snapshots_in(cluster, &namespace);
-    let original = Clone {
-        namespace: namespace.clone(),
-        snapshot: name.to_string(),
-        claim: String::new(),
-    };
-    let snapshot = dynamic(json!({
-        "apiVersion": format!("{GROUP}/v1"),
-        "kind": "VolumeSnapshot",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": claim}},
-    }));
-    app_snapshots
-        .create(&PostParams::default(), &snapshot)
-        .await
-        .map_err(|e| cluster.err(e, format!("create VolumeSnapshot {namespace}/{name}")))?;
-    let status = match ready(cluster, &app_snapshots, &namespace, name, &claim).await {
-        Ok(status) => status,
-        Err(e) => {
-            original.remove(cluster).await;
-            return Err(e);
-        }
-    };
-    let restore_size = status["restoreSize"].as_str().map(str::to_string);
-    let expose = async {
-        let original_content = status["boundVolumeSnapshotContentName"].as_str().unwrap_or_default().to_string();
-        let contents = contents(cluster);
-        let content = contents
-            .get(&original_content)
-            .await
-            .map_err(|e| cluster.err(e, format!("read VolumeSnapshotContent {original_content}")))?;
-        let handle = content.data["status"]["snapshotHandle"].as_str().unwrap_or_default().to_string();
-        let driver = content.data["spec"]["driver"].clone();
-        // The copy in kasten-io: a content with the same handle, bound to a snapshot there.
-        let imported = dynamic(json!({
-            "apiVersion": format!("{GROUP}/v1"),
-            "kind": "VolumeSnapshotContent",
-            "metadata": {"name": content_name(name, &namespace), "labels": labels},
-            "spec": {
-                "deletionPolicy": "Delete",
-                "driver": driver,
-                "volumeSnapshotClassName": class,
-                "source": {"snapshotHandle": handle},
-                "volumeSnapshotRef": {"apiVersion": format!("{GROUP}/v1"), "kind": "VolumeSnapshot", "namespace": K10_NAMESPACE, "name": name},
-            },
-        }));
-        contents
-            .create(&PostParams::default(), &imported)
-            .await
-            .map_err(|e| cluster.err(e, format!("create VolumeSnapshotContent {}", content_name(name, &namespace))))?;
-        let ours = snapshots_in(cluster, K10_NAMESPACE);
-        let snapshot = dynamic(json!({
-            "apiVersion": format!("{GROUP}/v1"),
-            "kind": "VolumeSnapshot",
-            "metadata": {"name": name, "namespace": K10_NAMESPACE, "labels": labels, "ownerReferences": owners},
-            "spec": {"volumeSnapshotClassName": class, "source": {"volumeSnapshotContentName": content_name(name, &namespace)}},
-        }));
-        ours.create(&PostParams::default(), &snapshot)
-            .await
-            .map_err(|e| cluster.err(e, format!("create VolumeSnapshot {K10_NAMESPACE}/{name}")))?;
-        ready(cluster, &ours, K10_NAMESPACE, name, &claim).await?;
-        // The original goes, without its data: the copy holds the snapshot now.
-        let retain = json!({"metadata": {"labels": labels}, "spec": {"deletionPolicy": "Retain"}});
-        contents
-            .patch(&original_content, &PatchParams::default(), &Patch::Merge(&retain))
-            .await
-            .map_err(|e| cluster.err(e, format!("set VolumeSnapshotContent {original_content} to Retain")))?;
-        app_snapshots
-            .delete(name, &DeleteParams::default())
-            .await
-            .map_err(|e| cluster.err(e, format!("delete VolumeSnapshot {namespace}/{name}")))?;
-        match contents.delete(&original_content, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(SnapshotError::from(cluster.err(e, format!("delete VolumeSnapshotContent {original_content}")))),
-        }
-    };
-    if let Err(e) = expose.await {
-        // What the owner does not take with it: the original, and the imported content.
-        original.remove(cluster).await;
-        let _ = contents(cluster).delete(&content_name(name, &namespace), &DeleteParams::default()).await;
-        return Err(e);
-    }
+    let restore_size = moved(cluster, &namespace, &claim, name, class, K10_NAMESPACE, (None, Some(owner)), labels).await?;
     let spec = pvc.spec.clone().unwrap_or_default();
     let size = restore_size.or_else(|| {
         spec.resources
@@ -210,7 +230,7 @@ pub async fn clone_in_kasten_io(
     let clone_pvc: PersistentVolumeClaim = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": clone.claim, "namespace": K10_NAMESPACE, "labels": labels, "ownerReferences": owners},
+        "metadata": {"name": clone.claim, "namespace": K10_NAMESPACE, "labels": labels, "ownerReferences": [owner]},
         "spec": {
             "storageClassName": spec.storage_class_name,
             "accessModes": ["ReadWriteOnce"],
@@ -226,7 +246,7 @@ pub async fn clone_in_kasten_io(
     Ok(clone)
 }
 
-/// The name of the content that imports a snapshot of `namespace` into kasten-io (contents are
+/// The name of the content that imports a snapshot into `namespace` (contents are
 /// cluster-scoped: the namespace keeps two namespaces' runs apart).
 pub fn content_name(snapshot: &str, namespace: &str) -> String {
     let name = format!("{snapshot}-{namespace}");

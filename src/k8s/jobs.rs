@@ -294,7 +294,7 @@ impl ProductJob {
             ..Default::default()
         };
         if let Err(e) = secrets.create(&PostParams::default(), &secret).await {
-            suspended.abandon().await;
+            suspended.remove().await;
             return Err(cluster.err(e, format!("create Secret {}/{}", self.namespace, self.secret_name())).into());
         }
         Ok(suspended)
@@ -486,19 +486,25 @@ impl Suspended<'_> {
     /// Resumes the Job, waits for it (telling `progress` what its pod is doing), and removes it
     /// with everything it owns, whatever happened. Returns its output (its pod's log).
     pub async fn run(self, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
-        let (job, cluster) = (self.job, self.cluster);
-        let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &job.namespace);
-        let resume = serde_json::json!({"spec": {"suspend": false}});
-        let result = match jobs.patch(&job.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&resume)).await {
-            Ok(_) => job.wait(cluster, &jobs, progress).await,
-            Err(e) => Err(cluster.err(e, format!("resume Job {}/{}", job.namespace, job.name)).into()),
-        };
-        job.delete(cluster).await;
+        let result = self.finish(progress).await;
+        self.remove().await;
         result
     }
 
-    /// Removes the Job, never run, with everything it owns.
-    pub async fn abandon(self) {
+    /// Resumes the Job and waits for it, keeping it (and what it owns, such as the volume it
+    /// wrote) until [`Suspended::remove`].
+    pub async fn finish(&self, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
+        let (job, cluster) = (self.job, self.cluster);
+        let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &job.namespace);
+        let resume = serde_json::json!({"spec": {"suspend": false}});
+        match jobs.patch(&job.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&resume)).await {
+            Ok(_) => job.wait(cluster, &jobs, progress).await,
+            Err(e) => Err(cluster.err(e, format!("resume Job {}/{}", job.namespace, job.name)).into()),
+        }
+    }
+
+    /// Removes the Job with everything it owns.
+    pub async fn remove(self) {
         self.job.delete(self.cluster).await;
     }
 }

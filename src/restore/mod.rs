@@ -2,10 +2,11 @@
 //!
 //! The repository is always opened as of the restore point's end time (the store's clock), so
 //! whatever was deleted, overwritten or retired since does not matter. Resources are recreated in
-//! dependency order with server-set fields stripped; each volume is created, then filled by a data
-//! mover Job, and only then are the workloads that mount it created.
+//! dependency order with server-set fields stripped; each volume gets its data (see [`volumes`])
+//! before the workloads that mount it are created.
 
 pub mod strip;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -272,9 +273,19 @@ async fn restore_opened(
 
     let (early, late): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| priority(o) <= BEFORE_DATA);
     let mut restored_claims = Vec::new();
+    // Claims whose class has CSI snapshots come with their data, through kasten-io.
+    let mut staged = BTreeMap::new();
     for o in &early {
+        if o.plural == "persistentvolumeclaims" && o.group.is_empty() {
+            if let Some(claim) = volumes::captured_claim(repo, manifests, o).await {
+                if let Some(class) = volumes::snapshot_class(cluster, &claim).await? {
+                    staged.insert(o.name.clone(), (o, claim, class));
+                    continue;
+                }
+            }
+        }
         progress(&format!("restoring {}/{}", o.kind, o.name));
-        let outcome = restore_object(cluster, repo, manifests, o, &target, options.existing).await;
+        let outcome = restore_object(cluster, repo, manifests, o, &target, options.existing, None).await;
         if o.plural == "persistentvolumeclaims" && matches!(outcome, Outcome::Created | Outcome::Replaced) {
             restored_claims.push(o.name.clone());
         }
@@ -282,18 +293,35 @@ async fn restore_opened(
     }
 
     // Volume data, before anything mounts it.
+    let mut handed = Vec::new();
     for (i, snap) in spec.snapshots.iter().filter(|s| s.kind == "volume").enumerate() {
         let claim = snap.pvc.clone().unwrap_or_default();
+        if let Some((o, captured, class)) = staged.remove(&claim) {
+            progress(&format!("volume {claim}: restoring data in {K10_NAMESPACE} (its class has CSI snapshots: no key reaches {target})"));
+            let (made, data, snapshot) = volumes::restore_staged(cluster, opened, o, &captured, snap, i, &class, &target, options.existing, &|doing| {
+                progress(&format!("volume {claim}: {doing}"))
+            })
+            .await;
+            report.steps.push((format!("{}/{}", o.kind, o.name), made));
+            report.steps.push((format!("volume data of {claim}"), data));
+            handed.extend(snapshot.map(|s| (claim.clone(), s)));
+            continue;
+        }
         if !restored_claims.contains(&claim) {
             report.steps.push((format!("volume data of {claim}"), Outcome::Skipped));
             continue;
         }
-        progress(&format!("volume {claim}: restoring data"));
+        progress(&format!("volume {claim}: restoring data beside it in {target} (the store's keys are exposed to {target} for the run)"));
         let job = opened.data_mover("restore", &target, &snap.id, i, &claim);
         match job.run_reporting(cluster, &|doing| progress(&format!("volume {claim}: {doing}"))).await {
             Ok(_) => report.steps.push((format!("volume data of {claim}"), Outcome::Created)),
             Err(e) => report.steps.push((format!("volume data of {claim}"), Outcome::Failed(e.to_string()))),
         }
+    }
+
+    for (o, _, _) in staged.into_values() {
+        let outcome = restore_object(cluster, repo, manifests, o, &target, options.existing, None).await;
+        report.steps.push((format!("{}/{}", o.kind, o.name), outcome));
     }
 
     // Workloads and everything else, once their volumes are filled; a workload whose volume could
@@ -317,9 +345,10 @@ async fn restore_opened(
                 continue;
             }
         }
-        let outcome = restore_object(cluster, repo, manifests, o, &target, options.existing).await;
+        let outcome = restore_object(cluster, repo, manifests, o, &target, options.existing, None).await;
         report.steps.push((format!("{}/{}", o.kind, o.name), outcome));
     }
+    volumes::hand_over(cluster, &target, &handed, progress).await;
     Ok(report)
 }
 
@@ -426,6 +455,7 @@ async fn restore_object(
     o: &CapturedObject,
     namespace: &str,
     existing: Existing,
+    from_snapshot: Option<&str>,
 ) -> Outcome {
     let doc = match repo.read_document(manifests, &o.path).await {
         Ok(doc) => doc,
@@ -435,6 +465,11 @@ async fn restore_object(
         return Outcome::Failed(format!("{} is not JSON", o.path));
     };
     strip::server_fields(&mut value, &o.group, &o.plural, namespace);
+    if let Some(snapshot) = from_snapshot {
+        let source = serde_json::json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot});
+        value["spec"]["dataSource"] = source.clone();
+        value["spec"]["dataSourceRef"] = source;
+    }
     let Ok(obj) = serde_json::from_value::<DynamicObject>(value) else {
         return Outcome::Failed(format!("{} is not a Kubernetes object", o.path));
     };
@@ -573,9 +608,8 @@ async fn verify_in(
     for (i, snap) in spec.snapshots.iter().filter(|s| s.kind == "volume").enumerate() {
         let claim = snap.pvc.clone().unwrap_or_default();
         progress(&format!("comparing volume {claim}"));
-        let job = opened.data_mover("verify", &namespace, &snap.id, i, &claim);
-        match job.run_reporting(cluster, &|doing| progress(&format!("volume {claim}: {doing}"))).await {
-            Ok(_) => v.volumes += 1,
+        match volumes::verify(cluster, &opened, &namespace, snap, i, &claim, &|doing| progress(&format!("volume {claim}: {doing}"))).await {
+            Ok(()) => v.volumes += 1,
             Err(e) => v.differences.push(format!("volume {claim}: {e}")),
         }
     }
