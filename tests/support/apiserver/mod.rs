@@ -244,6 +244,12 @@
 //!   from a snapshot keep their data. There are no finalizers: a content in use by a snapshot
 //!   can be deleted under it.
 //!
+//! # Test hooks
+//! [`ApiServer::hold`] stops the next request of a method whose path starts with a prefix, before
+//! it is authorized or stored, until the test releases it; it is then answered with a 500 and
+//! never stored, as a request is lost when its client dies. Tests kill a client (a control pod)
+//! at an exact step with it.
+//!
 //! # Not modelled
 //! Scheduling and nodes, every controller except the Job kubelet and the snapshot controller above
 //! (Deployments, StatefulSets, DaemonSets, ReplicaSets and CronJobs never create pods; bare Pods

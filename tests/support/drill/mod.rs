@@ -236,6 +236,9 @@ pub fn check_allowed(target: &Target, namespace: &str) -> Result<(), DrillError>
 struct Cluster {
     _server: Option<ApiServer>,
     kubeconfig: Option<PathBuf>,
+    /// Once k10 is installed on the stand-in, `kubectl k10` acts as `kasten-io/k10` under the
+    /// RBAC install granted (kubectl, the drill's admin, keeps `kubeconfig`).
+    k10_kubeconfig: std::sync::OnceLock<PathBuf>,
     binary: PathBuf,
     access_key: String,
     secret_key: String,
@@ -252,6 +255,7 @@ impl Cluster {
         .map_err(|e| format!("cannot start the Kubernetes API stand-in: {e}"))?;
         Ok(Cluster {
             kubeconfig: Some(server.kubeconfig_path().to_path_buf()),
+            k10_kubeconfig: Default::default(),
             _server: Some(server),
             binary: binary.to_path_buf(),
             access_key: keys.0.to_string(),
@@ -263,6 +267,7 @@ impl Cluster {
         Cluster {
             _server: None,
             kubeconfig,
+            k10_kubeconfig: Default::default(),
             binary: binary.to_path_buf(),
             access_key: keys.0.to_string(),
             secret_key: keys.1.to_string(),
@@ -295,14 +300,31 @@ impl Cluster {
         c
     }
 
+    /// `kubectl k10 install` as the cluster's admin; on the stand-in, every later `kubectl k10`
+    /// acts as `kasten-io/k10`.
+    fn install_k10(&self) -> Result<String, String> {
+        let out = self.k10(&["install"], false)?;
+        if let Some(server) = &self._server {
+            let kubeconfig = server
+                .service_account_kubeconfig(K10_NAMESPACE, "k10")
+                .map_err(|e| format!("cannot write kasten-io/k10's kubeconfig: {e}"))?;
+            println!("     (from now on `kubectl k10` acts as the ServiceAccount kasten-io/k10)");
+            let _ = self.k10_kubeconfig.set(kubeconfig);
+        }
+        Ok(out)
+    }
+
     /// `kubectl k10 …`: must succeed, or must fail when `refused`. Its stdout and stderr are shown
     /// interleaved, as on a terminal.
     fn k10(&self, args: &[&str], refused: bool) -> Result<String, String> {
         use std::io::Read;
         let fail = |e: std::io::Error| format!("cannot run {}: {e}", self.binary.display());
         let (mut reader, writer) = std::io::pipe().map_err(fail)?;
-        let mut child = self
-            .command(&self.binary)
+        let mut command = self.command(&self.binary);
+        if let Some(k) = self.k10_kubeconfig.get() {
+            command.env("KUBECONFIG", k);
+        }
+        let mut child = command
             .args(args)
             .env("AWS_ACCESS_KEY_ID", &self.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
@@ -311,6 +333,8 @@ impl Cluster {
             .stderr(writer)
             .spawn()
             .map_err(fail)?;
+        // The Command keeps its copies of the pipe's writer: the read below ends only once they are gone.
+        drop(command);
         let mut text = String::new();
         reader.read_to_string(&mut text).map_err(fail)?;
         let status = child.wait().map_err(fail)?;
@@ -793,7 +817,7 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     );
 
     s.start("PROTECT: install k10 (kasten-io enforcing Pod Security restricted, the application's namespace baseline)");
-    source.k10(&["install"], false)?;
+    source.install_k10()?;
     source.kubectl(&["label", "namespace", K10_NAMESPACE, KASTEN_IO_LEVEL, "--overwrite"], false)?;
     s.done();
 
@@ -932,7 +956,7 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
         }
     };
     println!("     the new installation: {}", target.describe());
-    target.k10(&["install"], false)?;
+    target.install_k10()?;
     target.kubectl(&["label", "namespace", K10_NAMESPACE, KASTEN_IO_LEVEL, "--overwrite"], false)?;
     if options.passphrase_on_recovery {
         target.create_passphrase_secret(&passphrase).await?;
