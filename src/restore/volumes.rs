@@ -60,10 +60,11 @@ pub(super) async fn restore_staged(
         }
     }
     let failed = |why: String| (Outcome::Failed(format!("not created: its data could not be restored: {why}")), Outcome::Failed(why), None);
-    let name = format!("k10-restore-{}-{index}", snap.id.get(..12).unwrap_or(&snap.id));
+    let name = unique_name("restore", snap, index);
     let mut labels = cleanup::labels(target, None);
     labels.insert(cleanup::RESTORES_CLAIM_LABEL.into(), o.name.clone());
     let mut job = opened.data_mover("restore", K10_NAMESPACE, &snap.id, index, &name);
+    job.name = name.clone();
     job.labels = labels.clone();
     let suspended = match job.create_suspended(cluster).await {
         Ok(s) => s,
@@ -110,6 +111,12 @@ pub(super) async fn restore_staged(
             (other, Outcome::Failed(why), None)
         }
     }
+}
+
+/// A name for what a restore or a check makes in kasten-io: two of them at once (a restore and a
+/// verify of one restore point) never collide there.
+fn unique_name(verb: &str, snap: &SnapshotRef, index: usize) -> String {
+    format!("k10-{verb}-{}-{index}-{}", snap.id.get(..12).unwrap_or(&snap.id), &crate::repo::new_password()[..4])
 }
 
 fn snapshots_in(cluster: &Cluster, namespace: &str) -> Api<DynamicObject> {
@@ -167,8 +174,9 @@ pub(super) async fn verify(
     let Some(class) = class else {
         return opened.data_mover("verify", namespace, &snap.id, index, claim).run_reporting(cluster, progress).await.map(|_| ()).map_err(|e| e.to_string());
     };
-    let name = format!("k10-verify-{}-{index}", snap.id.get(..12).unwrap_or(&snap.id));
+    let name = unique_name("verify", snap, index);
     let mut job = opened.data_mover("verify", K10_NAMESPACE, &snap.id, index, &snapshots::clone_claim_name(&name));
+    job.name = name.clone();
     job.labels = cleanup::labels(namespace, None);
     let suspended = job.create_suspended(cluster).await.map_err(|e| e.to_string())?;
     if let Err(e) = snapshots::clone_in_kasten_io(cluster, &pvc, &name, &class, suspended.owner(), &job.labels).await {
