@@ -67,18 +67,15 @@ mv "$archive.tmp" "$archive"
 sha="$(sha256sum "$archive" | awk '{print $1}')"
 
 # Update the manifest in place: spec.version, every release URL's version, and the sha256 that follows
-# the linux/amd64 archive's uri. On a new version the other platforms' sha256 (of the previous
-# release's archives) become all zeros, until their archives are built.
-zeros="$(printf '0%.0s' {1..64})"
-awk -v version="v$version" -v sha="$sha" -v zeros="$zeros" '
-  /^  version: / { new_version = ($2 != version); sub(/version: .*/, "version: " version) }
+# the linux/amd64 archive's uri (the only platform it lists: the release workflow adds the others).
+awk -v version="v$version" -v sha="$sha" '
+  /^  version: / { sub(/version: .*/, "version: " version) }
   /^ *uri: / {
     gsub(/\/releases\/v[^\/]+\//, "/releases/" version "/")
     linux_amd64 = ($0 ~ /kubectl-k10-linux-amd64\.tar\.gz$/)
   }
   /^ *sha256: / {
     if (linux_amd64) { sub(/sha256: .*/, "sha256: " sha); updated = 1 }
-    else if (new_version) { sub(/sha256: .*/, "sha256: " zeros) }
     linux_amd64 = 0
   }
   { print }
