@@ -187,10 +187,12 @@ async fn the_catalog_of_t_comes_back_whatever_was_forged_after_t() {
     // The store goes away in the middle of a restore: an outage, not an attack.
     let proxy = Proxy::start(&f.s3.endpoint).await;
     k10.run(&["profile", "create", "flaky", "--bucket", &f.bucket, "--endpoint", &proxy.endpoint]).ok();
+    // A store that stays away is retried for the patience (here 3 s), then named as the cause.
+    let impatient = k10.clone().with_env("K10_STORE_PATIENCE", "3s");
     for budget in [1, 3, 6, 10] {
         proxy.budget.store(budget, Ordering::SeqCst);
         let args = ["dr", "restore", "--source-cluster-id", source_id.as_str(), "--profile", "flaky", "--point-in-time", x2.as_str()];
-        let out = k10.run(&args).fails_with(&["the store or the network is failing"]);
+        let out = impatient.run(&args).fails_with(&["the store or the network is failing", "gave up after"]);
         println!("after {budget} requests: {}", out.stderr.trim());
         for word in ["gone", "damaged", "wrong DR passphrase", "no DR snapshot"] {
             assert!(!out.stderr.contains(word), "an outage reads as {word:?}: {}", out.stderr);

@@ -84,9 +84,15 @@ async fn backup_restore_documents_and_forget() {
     view.check(true).await.unwrap();
     repo.check(true).await.unwrap();
 
-    // Restoring over existing data is refused.
+    // Restoring again over a complete restore verifies it and changes nothing; restoring over
+    // anything that is not of the snapshot is refused, and leaves it alone.
+    view.restore(&snap.id, &again).await.unwrap();
+    tree::assert_same(src.path(), &again);
+    std::fs::write(again.join("stranger.txt"), b"mine").unwrap();
     let err = view.restore(&snap.id, &again).await.unwrap_err();
     assert!(matches!(err, RepoError::DestinationNotEmpty(_)), "{err}");
+    assert!(err.to_string().contains("stranger.txt is not in snapshot"), "{err}");
+    assert_eq!(std::fs::read(again.join("stranger.txt")).unwrap(), b"mine");
 }
 
 #[tokio::test(flavor = "multi_thread")]

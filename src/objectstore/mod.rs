@@ -8,6 +8,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod memory;
 pub mod pit;
+pub mod retry;
 pub mod s3;
 pub mod storage;
 mod tls;

@@ -14,7 +14,9 @@ use chrono::Utc;
 
 use super::lock::ProtectionPeriod;
 use super::storage::{ObjectInfo, Result, Storage, StorageError, Time, Version, VersionedStorage};
+use super::retry::{Retry, Stats};
 use super::{Failure, ObjectStore};
+use aws_sdk_s3::config::retry::RetryConfig;
 
 #[derive(Debug, Clone)]
 pub struct S3Storage {
@@ -23,16 +25,23 @@ pub struct S3Storage {
     protection: Option<ProtectionPeriod>,
     /// Requests sent, for benchmarks and reports.
     requests: Arc<AtomicU64>,
+    /// The retry policy every request goes through (see [`super::retry`]).
+    retry: Arc<Retry>,
     /// Whether this store's version ids carry its own write time (found by one probe write).
     version_clock: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl S3Storage {
-    pub fn new(store: ObjectStore, protection: Option<ProtectionPeriod>) -> S3Storage {
+    /// A store whose requests are retried by [`Retry`] (the SDK's own retries are off, so that
+    /// one policy decides and counts).
+    pub fn new(mut store: ObjectStore, protection: Option<ProtectionPeriod>) -> S3Storage {
+        let config = store.client.config().to_builder().retry_config(RetryConfig::disabled()).build();
+        store.client = aws_sdk_s3::Client::from_conf(config);
         S3Storage {
             store,
             protection,
             requests: Arc::default(),
+            retry: Arc::default(),
             version_clock: Arc::default(),
         }
     }
@@ -42,8 +51,27 @@ impl S3Storage {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// What the retry policy did so far (attempts, retries, throttling).
+    pub fn retry_stats(&self) -> Stats {
+        self.retry.stats()
+    }
+
     fn count(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends one request through the retry policy (each attempt counts as a request).
+    async fn call<T, F, Fut>(&self, mut request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.retry
+            .run(|| {
+                self.count();
+                request()
+            })
+            .await
     }
 
     pub fn protection(&self) -> Option<ProtectionPeriod> {
@@ -52,8 +80,13 @@ impl S3Storage {
 
     /// The bucket's default retention in days, if it has Object Lock with one.
     pub async fn default_retention_days(&self) -> Option<u32> {
-        self.count();
-        let out = self.store.client.get_object_lock_configuration().bucket(self.bucket()).send().await.ok()?;
+        let out = self
+            .call(|| async {
+                let request = self.store.client.get_object_lock_configuration().bucket(self.bucket());
+                request.send().await.map_err(|e| self.error("read the lock settings of", "", e))
+            })
+            .await
+            .ok()?;
         let rule = out.object_lock_configuration()?.rule()?.default_retention()?;
         super::lock::retention_days(rule.days(), rule.years())
     }
@@ -89,6 +122,7 @@ impl S3Storage {
                     key: key.to_string(),
                     store: self.describe(),
                     reason: failure.to_string(),
+                    throttled: *status == 429 || matches!(code.as_str(), "SlowDown" | "Throttling" | "ThrottlingException"),
                 }
             }
             Failure::Service { .. } => StorageError::Refused {
@@ -102,6 +136,7 @@ impl S3Storage {
                 key: key.to_string(),
                 store: self.describe(),
                 reason: failure.to_string(),
+                throttled: false,
             },
         }
     }
@@ -112,6 +147,7 @@ impl S3Storage {
             key: prefix.to_string(),
             store: self.describe(),
             reason: "the store said the listing goes on but gave no marker to continue from".into(),
+            throttled: false,
         }
     }
 
@@ -125,17 +161,12 @@ impl S3Storage {
                 let key = format!("{PROBE_PREFIX}{}", &crate::repo::new_password()[..16]);
                 let probe = async {
                     let version_id = self.put(&key, Bytes::from_static(b"k10: do version ids carry the write time?")).await?;
-                    self.count();
                     let head = self
-                        .store
-                        .client
-                        .head_object()
-                        .bucket(self.bucket())
-                        .key(&key)
-                        .version_id(&version_id)
-                        .send()
-                        .await
-                        .map_err(|e| self.error("stat", &key, e))?;
+                        .call(|| async {
+                            let request = self.store.client.head_object().bucket(self.bucket()).key(&key).version_id(&version_id);
+                            request.send().await.map_err(|e| self.error("stat", &key, e))
+                        })
+                        .await?;
                     Ok::<bool, StorageError>(id_carries_write_time(&version_id, to_time(head.last_modified())))
                 };
                 probe.await.map_err(|e| match e {
@@ -160,7 +191,12 @@ impl S3Storage {
                 return Ok(Bytes::new());
             }
         }
-        self.count();
+        self.call(|| self.read_once(key, version_id, range.clone())).await
+    }
+
+    /// One GET. A body cut short (a reset, a stalled connection, fewer bytes than asked for) is an
+    /// outage: the retry reads it again.
+    async fn read_once(&self, key: &str, version_id: Option<&str>, range: Option<Range<u64>>) -> Result<Bytes> {
         let mut req = self.store.client.get_object().bucket(self.bucket()).key(key);
         if let Some(v) = version_id {
             req = req.version_id(v);
@@ -169,26 +205,31 @@ impl S3Storage {
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
         let out = req.send().await.map_err(|e| self.error("read", key, e))?;
-        let body = out.body.collect().await.map_err(|e| StorageError::Unavailable {
+        let expected = match &range {
+            Some(r) => Some(r.end - r.start),
+            None => out.content_length().and_then(|n| u64::try_from(n).ok()),
+        };
+        let cut_short = |reason: String| StorageError::Unavailable {
             op: "read",
             key: key.to_string(),
             store: self.describe(),
-            reason: e.to_string(),
-        })?;
+            reason,
+            throttled: false,
+        };
+        let body = tokio::time::timeout(BODY_TIMEOUT, out.body.collect())
+            .await
+            .map_err(|_| cut_short(format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs())))?
+            .map_err(|e| cut_short(format!("the body was cut short: {e}")))?;
         let data = body.into_bytes();
-        if let Some(r) = range {
-            if data.len() as u64 != r.end - r.start {
-                return Err(StorageError::Refused {
-                    op: "read",
-                    key: key.to_string(),
-                    store: self.describe(),
-                    reason: format!("asked for {} bytes, got {}", r.end - r.start, data.len()),
-                });
-            }
+        match expected {
+            Some(n) if data.len() as u64 != n => Err(cut_short(format!("asked for {n} bytes, got {}", data.len()))),
+            _ => Ok(data),
         }
-        Ok(data)
     }
 }
+
+/// How long a response body may take to arrive once its headers have.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn to_time(t: Option<&S3Time>) -> Time {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
@@ -243,17 +284,13 @@ impl Storage for S3Storage {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            self.count();
             let page = self
-                .store
-                .client
-                .list_objects_v2()
-                .bucket(self.bucket())
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| self.error("list", prefix, e))?;
+                .call(|| async {
+                    let request = self.store.client.list_objects_v2().bucket(self.bucket()).prefix(prefix);
+                    let request = request.set_continuation_token(token.clone());
+                    request.send().await.map_err(|e| self.error("list", prefix, e))
+                })
+                .await?;
             for o in page.contents() {
                 out.push(ObjectInfo {
                     key: o.key().unwrap_or_default().to_string(),
@@ -295,35 +332,35 @@ impl Storage for S3Storage {
     }
 
     async fn put(&self, key: &str, data: Bytes) -> Result<String> {
-        self.count();
-        let mut req = self
-            .store
-            .client
-            .put_object()
-            .bucket(self.bucket())
-            .key(key)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .body(ByteStream::from(data));
-        if let Some(p) = self.protection {
-            let until = Utc::now() + chrono::Duration::days(i64::from(p.lock_days()));
-            req = req
-                .object_lock_mode(ObjectLockMode::Compliance)
-                .object_lock_retain_until_date(to_s3_time(until));
-        }
-        let out = req.send().await.map_err(|e| self.error("write", key, e))?;
+        let out = self
+            .call(|| async {
+                let mut req = self
+                    .store
+                    .client
+                    .put_object()
+                    .bucket(self.bucket())
+                    .key(key)
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                    .body(ByteStream::from(data.clone()));
+                if let Some(p) = self.protection {
+                    // Counted from this attempt: a retried write is locked as long as a first one.
+                    let until = Utc::now() + chrono::Duration::days(i64::from(p.lock_days()));
+                    req = req
+                        .object_lock_mode(ObjectLockMode::Compliance)
+                        .object_lock_retain_until_date(to_s3_time(until));
+                }
+                req.send().await.map_err(|e| self.error("write", key, e))
+            })
+            .await?;
         Ok(out.version_id().unwrap_or_default().to_string())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.count();
-        self.store
-            .client
-            .delete_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.error("delete", key, e))?;
+        self.call(|| async {
+            let request = self.store.client.delete_object().bucket(self.bucket()).key(key);
+            request.send().await.map_err(|e| self.error("delete", key, e))
+        })
+        .await?;
         Ok(())
     }
 }
@@ -334,18 +371,13 @@ impl VersionedStorage for S3Storage {
         let mut out = Vec::new();
         let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
         loop {
-            self.count();
             let page = self
-                .store
-                .client
-                .list_object_versions()
-                .bucket(self.bucket())
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| self.error("list versions", prefix, e))?;
+                .call(|| async {
+                    let request = self.store.client.list_object_versions().bucket(self.bucket()).prefix(prefix);
+                    let request = request.set_key_marker(key_marker.clone()).set_version_id_marker(version_marker.clone());
+                    request.send().await.map_err(|e| self.error("list versions", prefix, e))
+                })
+                .await?;
             // (key, is_latest, version): versions and delete markers arrive in two lists.
             let mut batch: Vec<(bool, Version)> = Vec::new();
             for v in page.versions() {
@@ -405,27 +437,21 @@ impl VersionedStorage for S3Storage {
     }
 
     async fn lock_until(&self, key: &str, version_id: &str) -> Result<Option<Time>> {
-        self.count();
-        let out = self
-            .store
-            .client
-            .get_object_retention()
-            .bucket(self.bucket())
-            .key(key)
-            .version_id(version_id)
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(out
-                .retention()
-                .filter(|r| r.mode() == Some(&ObjectLockRetentionMode::Compliance))
-                .and_then(|r| r.retain_until_date())
-                .map(|t| to_time(Some(t)))),
-            // S3 answers "no retention" with an error code (whatever its HTTP status) rather than
-            // an empty result.
-            Err(e) if Failure::of(&e).code() == Some("NoSuchObjectLockConfiguration") => Ok(None),
-            Err(e) => Err(self.error("read the lock of", key, e)),
-        }
+        self.call(|| async {
+            let request = self.store.client.get_object_retention().bucket(self.bucket()).key(key).version_id(version_id);
+            match request.send().await {
+                Ok(out) => Ok(out
+                    .retention()
+                    .filter(|r| r.mode() == Some(&ObjectLockRetentionMode::Compliance))
+                    .and_then(|r| r.retain_until_date())
+                    .map(|t| to_time(Some(t)))),
+                // S3 answers "no retention" with an error code (whatever its HTTP status) rather
+                // than an empty result.
+                Err(e) if Failure::of(&e).code() == Some("NoSuchObjectLockConfiguration") => Ok(None),
+                Err(e) => Err(self.error("read the lock of", key, e)),
+            }
+        })
+        .await
     }
 
     async fn extend_lock(&self, key: &str, version_id: &str, until: Time) -> Result<()> {
@@ -439,22 +465,15 @@ impl VersionedStorage for S3Storage {
                 });
             }
         }
-        self.count();
-        self.store
-            .client
-            .put_object_retention()
-            .bucket(self.bucket())
-            .key(key)
-            .version_id(version_id)
-            .retention(
-                ObjectLockRetention::builder()
-                    .mode(ObjectLockRetentionMode::Compliance)
-                    .retain_until_date(to_s3_time(until))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.error("extend the lock of", key, e))?;
+        self.call(|| async {
+            let retention = ObjectLockRetention::builder()
+                .mode(ObjectLockRetentionMode::Compliance)
+                .retain_until_date(to_s3_time(until))
+                .build();
+            let request = self.store.client.put_object_retention().bucket(self.bucket()).key(key).version_id(version_id);
+            request.retention(retention).send().await.map_err(|e| self.error("extend the lock of", key, e))
+        })
+        .await?;
         Ok(())
     }
 }

@@ -73,6 +73,8 @@ pub enum StorageError {
         key: String,
         store: String,
         reason: String,
+        /// The store asked the client to slow down (`503 SlowDown`, `429`).
+        throttled: bool,
     },
 }
 
@@ -85,6 +87,28 @@ impl StorageError {
     /// opposed to an answer about the data (missing, forged, refused by a lock).
     pub fn is_outage(&self) -> bool {
         matches!(self, StorageError::Unavailable { .. })
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, StorageError::Unavailable { throttled: true, .. })
+    }
+
+    /// An outage after retries: its reason says for how long it was tried.
+    pub fn gave_up(self, attempts: u32, over: std::time::Duration) -> StorageError {
+        match self {
+            StorageError::Unavailable { op, key, store, reason, throttled } => StorageError::Unavailable {
+                op,
+                key,
+                store,
+                reason: format!(
+                    "{reason} (gave up after {attempts} attempts over {} s; {} sets the patience)",
+                    over.as_secs(),
+                    super::retry::ENV_PATIENCE
+                ),
+                throttled,
+            },
+            other => other,
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod layout;
+pub mod restorer;
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -47,8 +48,15 @@ pub enum RepoError {
     PathNotFound { id: String, path: String },
     #[error("cannot back up {path}: {reason}")]
     Source { path: String, reason: String },
-    #[error("restore destination {0} is not empty: restore into a new or empty directory")]
+    #[error("restore destination {0} holds files that are not in the snapshot: restore into a new or empty directory (or one that an interrupted restore of the same snapshot left)")]
     DestinationNotEmpty(String),
+    #[error("volume {volume} is full: the restore needs {needed} bytes, {missing} of them not yet written ({free} bytes free); grow the volume and run the same restore again: what is already on it is verified and kept, not fetched again", free = free.map_or("no".to_string(), |f| f.to_string()))]
+    VolumeFull {
+        volume: String,
+        needed: u64,
+        missing: u64,
+        free: Option<u64>,
+    },
     #[error("the repository at {location} is damaged: {detail}; nothing was restored from the damaged data")]
     Damaged { location: String, detail: String },
     #[error(transparent)]
@@ -477,26 +485,25 @@ impl<M: Send + Sync + 'static> Repo<M> {
         Ok(self.storage.stat(&key).await?.last_modified)
     }
 
-    /// Restores a snapshot into `dest`, which must be new or empty: contents, modes, symlinks,
-    /// mtimes. If the repository is damaged, the error names the damage and `dest` is left empty.
+    /// Restores a snapshot into `dest`: contents, modes, owners, symlinks, hard links, mtimes,
+    /// extended attributes. `dest` must be new or empty, or hold what an interrupted restore of
+    /// the same snapshot left there: then only what is missing is fetched (see [`restorer`]).
+    /// If the repository is damaged, the error names the damage and the files, and `dest` is left
+    /// empty; after an outage or on a full volume, what was written stays for the next attempt.
     pub async fn restore(&self, id: &str, dest: &Path) -> Result<Restored> {
         self.find(id).await?;
-        let created = prepare_destination(dest)?;
+        let (created, occupied) = prepare_destination(dest)?;
         let target = dest.to_path_buf();
+        let (storage, key, prefix) = (self.storage.clone(), self.key.clone(), self.prefix.clone());
+        let runtime = Handle::current();
         let result = self.with_snapshot("restore", id, move |repo, snap, location| {
-            let root = repo
-                .node_from_snapshot_and_path(snap, "")
-                .map_err(|e| engine("restore", location, e))?;
-            let dest = LocalDestination::new(&target.to_string_lossy(), true, false)
-                .map_err(|e| engine("restore", location, e))?;
-            // Owners by number (a container's user names mean nothing): a restored volume is
-            // usable by the same non-root workloads. Where the restore may not give files away
-            // (not root), they stay the restorer's.
-            let options = RestoreOptions::default().numeric_id(true);
+            let fail = |e: Box<RusticError>| engine("restore", location, e);
+            let root = repo.node_from_snapshot_and_path(snap, "").map_err(&fail)?;
             let ls_options = LsOptions::default();
             let mut restored = Restored::default();
-            for entry in repo.ls(&root, &ls_options).map_err(|e| engine("restore", location, e))? {
-                let (_, node) = entry.map_err(|e| engine("restore", location, e))?;
+            let mut paths = std::collections::HashSet::new();
+            for entry in repo.ls(&root, &ls_options).map_err(&fail)? {
+                let (path, node) = entry.map_err(&fail)?;
                 match node.node_type {
                     NodeType::Dir => restored.dirs += 1,
                     _ => {
@@ -504,31 +511,55 @@ impl<M: Send + Sync + 'static> Repo<M> {
                         restored.bytes += node.meta.size;
                     }
                 }
+                if occupied {
+                    paths.insert(path);
+                }
             }
-            let ls = repo.ls(&root, &ls_options).map_err(|e| engine("restore", location, e))?;
-            let plan = repo
-                .prepare_restore(&options, ls, &dest, false)
-                .map_err(|e| engine("restore", location, e))?;
-            let ls = repo.ls(&root, &ls_options).map_err(|e| engine("restore", location, e))?;
-            repo.restore(plan, &options, ls, &dest).map_err(|e| engine("restore", location, e))?;
+            if occupied {
+                if let Some(extra) = foreign_entry(&target, &paths) {
+                    return Err(RepoError::DestinationNotEmpty(format!("{} ({} is not in snapshot {})", target.display(), extra.display(), &snap.id.to_hex()[..8])));
+                }
+            }
+            // The contents, pack by pack.
+            let index = |id: &rustic_core::DataId| {
+                let entry = repo.get_index_entry(id)?;
+                let l = entry.location;
+                Ok((entry.pack.to_hex().to_string(), u64::from(l.offset), u64::from(l.length), l.uncompressed_length.map(|n| n.get())))
+            };
+            let plan = restorer::plan(repo.ls(&root, &ls_options).map_err(&fail)?, index, &target, fail)?;
+            let backend = StorageBackend::new(storage.clone(), &prefix, runtime.clone());
+            let stats = plan.run(storage, &backend, &key, &runtime, &target)?;
+            tracing::debug!("restored contents: {stats:?}");
+            // Then the rest (directories, links, owners, modes, times, attributes). Owners by
+            // number (a container's user names mean nothing): a restored volume is usable by
+            // the same non-root workloads; where the restore may not give files away (not
+            // root), they stay the restorer's.
+            let dest = LocalDestination::new(&target.to_string_lossy(), true, false).map_err(&fail)?;
+            let options = RestoreOptions::default().numeric_id(true);
+            let ls = repo.ls(&root, &ls_options).map_err(&fail)?;
+            let metadata = repo.prepare_restore(&options, ls, &dest, false).map_err(&fail)?;
+            if metadata.restore_size > 0 {
+                return Err(RepoError::Engine {
+                    op: "restore",
+                    location: location.to_string(),
+                    message: format!("{} bytes were left unwritten by the contents pass", metadata.restore_size),
+                });
+            }
+            let ls = repo.ls(&root, &ls_options).map_err(&fail)?;
+            repo.restore(metadata, &options, ls, &dest).map_err(&fail)?;
             Ok(restored)
         })
         .await;
         match result {
             Ok(r) => Ok(r),
+            // Kept for the next attempt, which fetches only what is missing.
+            Err(err @ (RepoError::VolumeFull { .. } | RepoError::Storage(_) | RepoError::DestinationNotEmpty(_))) => Err(err),
             Err(err) => {
                 clear_destination(dest, created);
-                // Name the damage when the engine stopped on it.
+                // Name the damage when the engine stopped on it (an unreadable tree).
                 if matches!(err, RepoError::Engine { .. }) {
-                    match self.check(true).await {
-                        Err(RepoError::Damaged { location, detail }) => {
-                            let affected = self.unreadable_files(id).await.unwrap_or_default();
-                            let detail = match affected.len() {
-                                0 => detail,
-                                n => format!("{detail}; {n} file(s) affected: {}", affected.join(", ")),
-                            };
-                            return Err(RepoError::Damaged { location, detail });
-                        }
+                    match self.check(false).await {
+                        Err(damaged @ RepoError::Damaged { .. }) => return Err(damaged),
                         // The engine stopped because the store failed, not the data.
                         Err(outage @ RepoError::Storage(_)) => return Err(outage),
                         _ => {}
@@ -537,22 +568,6 @@ impl<M: Send + Sync + 'static> Repo<M> {
                 Err(err)
             }
         }
-    }
-
-    /// The files of a snapshot whose data cannot be read back (after damage was found).
-    async fn unreadable_files(&self, id: &str) -> Result<Vec<String>> {
-        self.with_snapshot("read", id, |repo, snap, location| {
-            let root = repo.node_from_snapshot_and_path(snap, "").map_err(|e| engine("read", location, e))?;
-            let mut affected = Vec::new();
-            for entry in repo.ls(&root, &LsOptions::default()).map_err(|e| engine("read", location, e))? {
-                let (path, node) = entry.map_err(|e| engine("read", location, e))?;
-                if matches!(node.node_type, NodeType::File) && repo.dump(&node, &mut std::io::sink()).is_err() {
-                    affected.push(path.display().to_string());
-                }
-            }
-            Ok(affected)
-        })
-        .await
     }
 
     /// The paths of the files in a snapshot.
@@ -725,29 +740,44 @@ fn survey(dir: &Path) -> Result<u64> {
     Ok(files)
 }
 
-/// Returns whether `dest` was created (so a failed restore can remove it again).
-fn prepare_destination(dest: &Path) -> Result<bool> {
+/// Returns whether `dest` was created, and whether it holds anything (a fresh filesystem's
+/// lost+found does not count).
+fn prepare_destination(dest: &Path) -> Result<(bool, bool)> {
     match std::fs::read_dir(dest) {
-        Ok(entries) => {
-            // A fresh filesystem's lost+found does not count.
-            let occupied = entries.flatten().any(|e| e.file_name() != "lost+found");
-            if occupied {
-                return Err(RepoError::DestinationNotEmpty(dest.display().to_string()));
-            }
-            Ok(false)
-        }
+        Ok(entries) => Ok((false, entries.flatten().any(|e| e.file_name() != "lost+found"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dest).map_err(|e| RepoError::Source {
                 path: dest.display().to_string(),
                 reason: e.to_string(),
             })?;
-            Ok(true)
+            Ok((true, false))
         }
         Err(e) => Err(RepoError::Source {
             path: dest.display().to_string(),
             reason: e.to_string(),
         }),
     }
+}
+
+/// The first entry under `dest` that is not one of `paths` (relative), if any.
+fn foreign_entry(dest: &Path, paths: &std::collections::HashSet<PathBuf>) -> Option<PathBuf> {
+    let mut stack = vec![dest.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(dest).unwrap_or(&path).to_path_buf();
+            if rel.as_os_str() == "lost+found" {
+                continue;
+            }
+            if !paths.contains(&rel) {
+                return Some(rel);
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    None
 }
 
 /// Removes what a failed restore wrote.

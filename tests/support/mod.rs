@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod app;
 pub mod cli;
 pub mod drill;
+pub mod faults;
 pub mod helm;
 pub mod restic;
 pub mod s3;
