@@ -13,6 +13,11 @@ fn store_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, RepoError> {
         .map_err(|_| RepoError::MalformedTime(text.to_string()))
 }
 
+/// What the store's retry policy did, for the Job's log.
+fn store_json(s: &crate::objectstore::retry::Stats) -> serde_json::Value {
+    serde_json::json!({"requests": s.attempts, "retried": s.retries, "throttled": s.throttled})
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum DataMoverCommand {
     /// Back up the directory tree at --path into the repository.
@@ -73,10 +78,10 @@ pub enum DataMoverCommand {
 pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
     match cmd {
         DataMoverCommand::Backup { path, target, tags } => {
-            let snap = datamover::backup(&target, &path, &tags).await?;
+            let (snap, store) = datamover::backup(&target, &path, &tags).await?;
             println!(
                 "{}",
-                serde_json::json!({"snapshot": snap.id, "files": snap.files, "bytes": snap.bytes, "uploaded": snap.bytes_added})
+                serde_json::json!({"snapshot": snap.id, "files": snap.files, "bytes": snap.bytes, "uploaded": snap.bytes_added, "store": store_json(&store)})
             );
         }
         DataMoverCommand::Restore {
@@ -86,10 +91,13 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
             target,
         } => {
             let at = store_time(&as_of)?;
-            let restored = datamover::restore(&target, &snapshot, at, &path).await?;
+            let (restored, store) = datamover::restore(&target, &snapshot, at, &path).await?;
             println!(
                 "{}",
-                serde_json::json!({"snapshot": snapshot, "files": restored.files, "dirs": restored.dirs, "bytes": restored.bytes})
+                serde_json::json!({
+                    "snapshot": snapshot, "files": restored.files, "dirs": restored.dirs, "bytes": restored.bytes,
+                    "written": restored.written, "kept": restored.kept, "store": store_json(&store),
+                })
             );
         }
         DataMoverCommand::Verify {

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::objectstore::lock::ProtectionPeriod;
+use crate::objectstore::retry::Stats;
 use crate::objectstore::s3::S3Storage;
 use crate::objectstore::storage::Time;
 use crate::objectstore::{Credentials, Location, ObjectStore, StoreError};
@@ -98,22 +99,25 @@ impl Target {
     }
 }
 
-/// Backs up the tree at `path` into the (existing) repository, with `tags`.
-pub async fn backup(target: &Target, path: &Path, tags: &[String]) -> Result<Snapshot, DataMoverError> {
+/// Backs up the tree at `path` into the (existing) repository, with `tags`. Also returns what
+/// the store's retry policy did.
+pub async fn backup(target: &Target, path: &Path, tags: &[String]) -> Result<(Snapshot, Stats), DataMoverError> {
     let storage = target.storage()?;
-    let repo = Repo::open(storage, &target.repository, &env(ENV_PASSWORD)?).await?;
-    Ok(repo.backup_dir(path, tags).await?)
+    let repo = Repo::open(storage.clone(), &target.repository, &env(ENV_PASSWORD)?).await?;
+    let snapshot = repo.backup_dir(path, tags).await?;
+    Ok((snapshot, storage.retry_stats()))
 }
 
-/// Restores a snapshot into `path` from the repository as it was at `at`.
-pub async fn restore(target: &Target, snapshot: &str, at: Time, path: &Path) -> Result<Restored, DataMoverError> {
+/// Restores a snapshot into `path` from the repository as it was at `at`. Also returns what the
+/// store's retry policy did.
+pub async fn restore(target: &Target, snapshot: &str, at: Time, path: &Path) -> Result<(Restored, Stats), DataMoverError> {
     let storage = target.storage()?;
-    let repo = Repo::<ReadOnly>::open_at(storage, &target.repository, at, &env(ENV_PASSWORD)?).await?;
+    let repo = Repo::<ReadOnly>::open_at(storage.clone(), &target.repository, at, &env(ENV_PASSWORD)?).await?;
     let restored = repo.restore(snapshot, path).await?;
     for skipped in repo.skipped() {
         tracing::warn!("passed over {skipped}");
     }
-    Ok(restored)
+    Ok((restored, storage.retry_stats()))
 }
 
 /// Compares the tree at `path` with a snapshot of the repository as it was at `at`.

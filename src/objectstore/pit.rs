@@ -150,7 +150,9 @@ impl PointInTime {
     }
 
     /// The newest candidate of `key` whose content hashes to `digest` (its content is cached).
-    async fn verified_version(&self, key: &str, digest: &str) -> Result<String> {
+    /// The content, when this call is the one that read it, goes into `fetched` too (the cache
+    /// may have evicted it before the caller looks).
+    async fn verified_version(&self, key: &str, digest: &str, fetched: &Mutex<Option<Bytes>>) -> Result<String> {
         let cell = self.verified.lock().unwrap().entry(key.to_string()).or_default().clone();
         let found = cell
             .get_or_try_init(|| async {
@@ -166,6 +168,7 @@ impl PointInTime {
                     };
                     let actual = Sha256::digest(&data);
                     if hex(&actual) == digest {
+                        *fetched.lock().unwrap() = Some(data.clone());
                         self.cache.lock().unwrap().put(key, data);
                         return Ok(Some(candidate.version_id.clone()));
                     }
@@ -222,8 +225,9 @@ impl Storage for PointInTime {
             let newest = &self.candidates(key)?[0];
             return self.inner.get_version(key, &newest.version_id, range).await;
         };
-        let version_id = self.verified_version(key, digest).await?;
-        let cached = self.cache.lock().unwrap().get(key);
+        let fetched = Mutex::new(None);
+        let version_id = self.verified_version(key, digest, &fetched).await?;
+        let cached = fetched.into_inner().unwrap().or_else(|| self.cache.lock().unwrap().get(key));
         match cached {
             Some(data) => slice(data, range, key, &self.describe()),
             None => self.inner.get_version(key, &version_id, range).await,
@@ -237,7 +241,7 @@ impl Storage for PointInTime {
         let Some(digest) = self.content_address.and_then(|address| address(key)) else {
             return Ok(candidates[0].clone());
         };
-        let version_id = self.verified_version(key, digest).await?;
+        let version_id = self.verified_version(key, digest, &Mutex::new(None)).await?;
         Ok(candidates.iter().find(|c| c.version_id == version_id).cloned().unwrap_or_else(|| candidates[0].clone()))
     }
 

@@ -91,6 +91,10 @@ pub struct Restored {
     pub files: u64,
     pub dirs: u64,
     pub bytes: u64,
+    /// Bytes fetched from the store and written.
+    pub written: u64,
+    /// Bytes found on the destination already (an interrupted restore's) and kept.
+    pub kept: u64,
 }
 
 /// Typestate marker: the repository can be written (backup, forget).
@@ -529,7 +533,7 @@ impl<M: Send + Sync + 'static> Repo<M> {
             let plan = restorer::plan(repo.ls(&root, &ls_options).map_err(&fail)?, index, &target, fail)?;
             let backend = StorageBackend::new(storage.clone(), &prefix, runtime.clone());
             let stats = plan.run(storage, &backend, &key, &runtime, &target)?;
-            tracing::debug!("restored contents: {stats:?}");
+            (restored.written, restored.kept) = (stats.written, stats.kept);
             // Then the rest (directories, links, owners, modes, times, attributes). Owners by
             // number (a container's user names mean nothing): a restored volume is usable by
             // the same non-root workloads; where the restore may not give files away (not
