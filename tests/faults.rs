@@ -207,3 +207,34 @@ fn uid() -> u32 {
     let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_run_rides_out_an_api_server_that_fails_for_20_seconds() {
+    let f = support::app::Fixture::new().await;
+    support::app::fill(&f.volume("data"), &f.volume("www-db-0"));
+    f.k10.run(&["policy", "create", "shop-backup", "--namespaces", "shop", "--profile", "immutable"]).ok();
+    // The first read of a data mover's Job is where the API server starts failing: every request
+    // answered with a 500 for 20 seconds (its storage failing), while the mover's pod goes on, as
+    // on a real node.
+    let first_wait = f.server.hold("GET", "/apis/batch/v1/namespaces/shop/jobs/k10-backup");
+    let k10 = f.k10.clone();
+    let run = std::thread::spawn(move || k10.run(&["policy", "run", "shop-backup", "--wait"]));
+    first_wait.reached(std::time::Duration::from_secs(120)).await;
+    let started = std::time::Instant::now();
+    f.server.unavailable_for(std::time::Duration::from_secs(20), 500);
+    first_wait.release();
+    let out = run.join().unwrap();
+    println!("{}", out.all());
+    let out = out.ok();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(20), "the run ended during the outage");
+    assert!(out.stderr.contains("the Kubernetes API failed (HTTP 500"), "no retry was reported:\n{}", out.stderr);
+    let contents = f.contents();
+    assert_eq!(contents.len(), 1, "one restore point");
+    // The restore point is whole: its volumes come back identical.
+    let volumes = f.save_volumes("before");
+    let content = contents[0]["metadata"]["name"].as_str().unwrap().to_string();
+    f.k10.run(&["restore", &content, "-n", "shop", "--target-namespace", "shop-copy", "--wait"]).ok();
+    for claim in ["data", "www-db-0"] {
+        tree::assert_same(&volumes.join(claim), &f.server.volumes_root().join("shop-copy").join(claim));
+    }
+}

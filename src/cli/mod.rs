@@ -95,7 +95,13 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A store that failed or throttled on the way is worth knowing about even when all went well.
+    let store = crate::objectstore::retry::process_stats();
+    if store.retries > 0 {
+        eprintln!("note: the object store needed retries: {store}");
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }

@@ -4,6 +4,7 @@
 pub mod claim;
 pub mod jobs;
 pub mod rbac;
+pub mod retry;
 
 use std::path::PathBuf;
 
@@ -134,7 +135,11 @@ impl ClusterOptions {
         let server = config.cluster_url.to_string();
         let namespace_given = self.namespace.is_some();
         let namespace = self.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-        let client = Client::try_from(config).map_err(|e| K8sError::InvalidConfig(root_cause(&e)))?;
+        // Requests ride out an API server that restarts or fails for a while (see [`retry`]).
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| K8sError::InvalidConfig(root_cause(&e)))?
+            .with_layer(&retry::RetryLayer::default())
+            .build();
         Ok(Cluster {
             client,
             namespace,

@@ -54,6 +54,36 @@ impl std::fmt::Display for Stats {
     }
 }
 
+/// Every retry policy of this process together (for a command's closing note).
+static PROCESS: Counters = Counters::new();
+
+#[derive(Debug)]
+struct Counters {
+    attempts: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+}
+
+impl Counters {
+    const fn new() -> Counters {
+        Counters {
+            attempts: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What every store of this process sent and retried so far.
+pub fn process_stats() -> Stats {
+    Stats {
+        attempts: PROCESS.attempts.load(Ordering::Relaxed),
+        retries: PROCESS.retries.load(Ordering::Relaxed),
+        throttled: PROCESS.throttled.load(Ordering::Relaxed),
+        in_flight_limit: 0,
+    }
+}
+
 #[derive(Debug)]
 pub struct Retry {
     patience: Duration,
@@ -122,6 +152,7 @@ impl Retry {
         loop {
             let slot = self.slots.acquire().await.expect("the semaphore is never closed");
             self.attempts.fetch_add(1, Ordering::Relaxed);
+            PROCESS.attempts.fetch_add(1, Ordering::Relaxed);
             tries += 1;
             let result = attempt().await;
             self.release(slot);
@@ -135,6 +166,7 @@ impl Retry {
             };
             if err.is_throttled() {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
+                PROCESS.throttled.fetch_add(1, Ordering::Relaxed);
                 self.cut();
             }
             let pause = jitter(delay);
@@ -142,7 +174,13 @@ impl Retry {
                 return Err(err.gave_up(tries, start.elapsed()));
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("retrying in {pause:?}: {err}");
+            PROCESS.retries.fetch_add(1, Ordering::Relaxed);
+            // A blip is retried quietly; a store that keeps failing is worth a line each time.
+            if tries >= 3 {
+                tracing::warn!("store request failed {tries} times, trying again in {pause:?} (patience {:?}): {err}", self.patience);
+            } else {
+                tracing::debug!("retrying in {pause:?}: {err}");
+            }
             tokio::time::sleep(pause).await;
             delay = (delay * 2).min(MAX_DELAY);
         }

@@ -198,6 +198,12 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// What an API server answers while it cannot serve (starting, or its storage unreachable).
+    pub fn unavailable(status: u16, message: impl Into<String>) -> ApiError {
+        let reason = if status == 503 { "ServiceUnavailable" } else { "InternalError" };
+        ApiError::new(status, reason, message.into())
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(
             500,

@@ -93,6 +93,11 @@ async fn route(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
+    let outage = *lock(&shared.outage);
+    if let Some((until, status)) = outage.filter(|(until, _)| std::time::Instant::now() < *until) {
+        let left = until - std::time::Instant::now();
+        return Err(ApiError::unavailable(status, format!("the API server is unavailable (a test outage, {} s left)", left.as_secs())));
+    }
     let held = {
         let mut holds = lock(&shared.holds);
         let at = holds.iter().position(|h| h.method == method.as_str() && uri.path().starts_with(&h.path));

@@ -250,6 +250,9 @@
 //! never stored, as a request is lost when its client dies. Tests kill a client (a control pod)
 //! at an exact step with it.
 //!
+//! [`ApiServer::unavailable_for`] answers every request with a 503 (restarting) or a 500 (its
+//! storage failing) for a while; what runs on the nodes (the kubelet's pods) goes on.
+//!
 //! # Not modelled
 //! Scheduling and nodes, every controller except the Job kubelet and the snapshot controller above
 //! (Deployments, StatefulSets, DaemonSets, ReplicaSets and CronJobs never create pods; bare Pods
@@ -457,6 +460,13 @@ impl ApiServer {
         write_kubeconfig_for(&path, &self.shared.config.url, &token, namespace)?;
         lock(&self.shared.state).tokens.insert(token, rbac::Caller::ServiceAccount { namespace: namespace.into(), name: name.into() });
         Ok(path)
+    }
+
+    /// Answers every request with `status` (503: restarting; 500: its storage failing) for
+    /// `duration`, before authorization or storage; the kubelet and the snapshot controller go on,
+    /// as a cluster's nodes do while its API server restarts.
+    pub fn unavailable_for(&self, duration: std::time::Duration, status: u16) {
+        *lock(&self.shared.outage) = Some((std::time::Instant::now() + duration, status));
     }
 
     /// Holds the next `method` request whose path starts with `path` (see [`store::Hold`]).

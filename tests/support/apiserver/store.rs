@@ -109,6 +109,8 @@ pub struct Shared {
     pub tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Requests a test holds (see [`Hold`]).
     pub holds: Mutex<Vec<Arc<Hold>>>,
+    /// Until when every request is answered with this status (see `ApiServer::unavailable_for`).
+    pub outage: Mutex<Option<(std::time::Instant, u16)>>,
 }
 
 /// A request a test stops in flight: the first one of `method` whose path starts with `path`
@@ -145,6 +147,7 @@ impl Shared {
             state: Mutex::new(state),
             tasks: Mutex::new(Vec::new()),
             holds: Mutex::new(Vec::new()),
+            outage: Mutex::new(None),
         }
     }
 
