@@ -238,3 +238,74 @@ async fn a_policy_run_rides_out_an_api_server_that_fails_for_20_seconds() {
         tree::assert_same(&volumes.join(claim), &f.server.volumes_root().join("shop-copy").join(claim));
     }
 }
+
+/// The whole cycle through a store that throttles 10% of requests and cuts off 10% after
+/// forwarding them: a policy run (movers included), a restore, `restorepoint verify`,
+/// maintenance, a DR run and `dr restore` on a new installation all succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_cycle_goes_through_a_throttling_and_cutting_store() {
+    let f = support::app::Fixture::new().await;
+    tree::mixed(&f.volume("data"), 24);
+    tree::small(&f.volume("www-db-0"));
+    let volumes = f.save_volumes("before");
+    let proxy = FaultProxy::start(&f.s3.endpoint);
+    f.kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=correct horse battery staple"]);
+    f.k10
+        .run(&["profile", "create", "flaky", "--bucket", &f.bucket, "--endpoint", &proxy.endpoint, "--immutable", "--protection-period", "30d"])
+        .ok();
+    f.k10.run(&["policy", "create", "shop-backup", "--namespaces", "shop", "--profile", "flaky"]).ok();
+    f.k10.run(&["dr", "enable", "--profile", "flaky", "--frequency", "@hourly"]).ok();
+
+    proxy.faults(0.10, 0.10);
+    let mut retried = 0;
+    let mut step = |what: &str, args: &[&str]| {
+        let before = proxy.counts();
+        let out = f.k10.run(args).ok();
+        let note = out.stderr.lines().find(|l| l.starts_with("note: the object store needed retries")).unwrap_or("(no retries)").to_string();
+        println!("{what}: proxy saw {}; {note}", proxy.counts() - before);
+        retried += (proxy.counts() - before).throttled + (proxy.counts() - before).cut;
+        out
+    };
+    step("policy run", &["policy", "run", "shop-backup", "--wait"]);
+    let point = f.contents()[0]["metadata"]["name"].as_str().unwrap().to_string();
+    step("restore", &["restore", &point, "-n", "shop", "--target-namespace", "shop-copy", "--wait"]);
+    for claim in ["data", "www-db-0"] {
+        let (files, bytes) = tree::assert_same(&volumes.join(claim), &f.server.volumes_root().join("shop-copy").join(claim));
+        println!("volume {claim}: {files} files, {bytes} bytes identical");
+    }
+    step("restorepoint verify", &["restorepoint", "verify", &point, "-n", "shop"]);
+    step("maintenance", &["maintenance", "run", "--profile", "flaky"]);
+    let dr = step("dr run", &["dr", "run"]);
+    assert!(dr.stdout.contains("stored at"), "{}", dr.stdout);
+
+    // A new installation recovers the catalog through the same faults.
+    let dir = tempfile::tempdir().unwrap();
+    let new = support::apiserver::ApiServer::start_in_background(support::apiserver::ApiServerOptions {
+        k10_binary: Some(binary()),
+        volumes_root: dir.path().join("volumes"),
+        default_namespace_uid: Some("0a1b2c3d-0000-4000-8000-0000000fa017".into()),
+        ..Default::default()
+    });
+    let admin = K10::new(new.kubeconfig_path())
+        .with_env("AWS_ACCESS_KEY_ID", &f.s3.access_key)
+        .with_env("AWS_SECRET_ACCESS_KEY", &f.s3.secret_key);
+    admin.run(&["install"]).ok();
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl").arg("--kubeconfig").arg(new.kubeconfig_path()).args(args).output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=correct horse battery staple"]);
+    let k10 = admin.acting_as_service_account(&new);
+    proxy.faults(0.0, 0.0);
+    k10.run(&["profile", "create", "recovery", "--bucket", &f.bucket, "--endpoint", &proxy.endpoint]).ok();
+    proxy.faults(0.10, 0.10);
+    let source = f.server.default_namespace_uid();
+    let before = proxy.counts();
+    let out = k10.run(&["dr", "restore", "--source-cluster-id", &source, "--profile", "recovery"]).ok();
+    println!("dr restore: proxy saw {}; {}", proxy.counts() - before, out.stderr.lines().last().unwrap_or_default());
+    let contents = kubectl(&["get", "restorepointcontents.apps.kio.kasten.io", "-o", "name"]);
+    assert!(contents.contains(&point), "the restore point did not come back: {contents}");
+    println!("faults injected over the whole cycle: {retried}");
+    assert!(retried > 10, "too few faults reached the cycle to show anything: {retried}");
+}
