@@ -194,3 +194,31 @@ async fn damage_is_detected_and_named_never_restored() {
     assert!(matches!(err, RepoError::Damaged { .. }), "{err}");
     assert!(!out.exists());
 }
+
+/// A sparse file comes back sparse (its holes are not written as zeros), and hard links come back
+/// as links.
+#[tokio::test(flavor = "multi_thread")]
+async fn sparse_files_stay_sparse_and_hard_links_stay_links() {
+    use std::os::unix::fs::MetadataExt;
+    let (_, repo) = new_repo().await;
+    let src = tempfile::tempdir().unwrap();
+    let sparse = src.path().join("disk.img");
+    let file = std::fs::File::create(&sparse).unwrap();
+    file.set_len(64 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &tree::noise(1, 1 << 20), 32 << 20).unwrap();
+    drop(file);
+    std::fs::write(src.path().join("original.txt"), b"one inode, two names").unwrap();
+    std::fs::hard_link(src.path().join("original.txt"), src.path().join("link.txt")).unwrap();
+    let snap = repo.backup_dir(src.path(), &[]).await.unwrap();
+
+    let dest = tempfile::tempdir().unwrap();
+    let restored = repo.read_only().restore(&snap.id, &dest.path().join("r")).await.unwrap();
+    let r = dest.path().join("r");
+    tree::assert_same(src.path(), &r);
+    let meta = std::fs::metadata(r.join("disk.img")).unwrap();
+    println!("disk.img: {} bytes, {} allocated; restore wrote {} bytes", meta.len(), meta.blocks() * 512, restored.written);
+    assert_eq!(meta.len(), 64 << 20);
+    assert!(meta.blocks() * 512 < 8 << 20, "the holes were written: {} bytes allocated", meta.blocks() * 512);
+    let (a, b) = (std::fs::metadata(r.join("original.txt")).unwrap(), std::fs::metadata(r.join("link.txt")).unwrap());
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "the hard link came back as a copy");
+}
