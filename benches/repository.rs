@@ -4,6 +4,7 @@
 //!   restic 0.14 backing up to S3 on the same server;
 //! - opening a point-in-time view over 10,000 objects with 3 versions each (time, requests);
 //! - restore throughput: k10 (as of the backup's time) vs `restic restore` of the same data;
+//! - requests per GiB for the first backup and the restore (restic's counted by a proxy);
 //! - a maintenance pass over the same objects (requests per object), when every lock needs
 //!   extending and in the steady state.
 //!
@@ -13,6 +14,9 @@
 #[path = "../tests/support/s3.rs"]
 #[allow(dead_code)]
 mod s3;
+#[path = "../tests/support/faults.rs"]
+#[allow(dead_code)]
+mod faults;
 #[path = "../tests/support/tree.rs"]
 #[allow(dead_code)]
 mod tree;
@@ -32,10 +36,17 @@ use k10::objectstore::storage::Storage;
 use k10::objectstore::{Credentials, Location, ObjectStore};
 use k10::repo::Repo;
 
+/// The counting proxy both k10 and restic go through (so that both pay the same hop).
+static PROXY: std::sync::OnceLock<faults::FaultProxy> = std::sync::OnceLock::new();
+
+fn proxy() -> &'static faults::FaultProxy {
+    PROXY.get_or_init(|| faults::FaultProxy::start(&s3::env().endpoint))
+}
+
 fn storage(bucket: &str, days: Option<u32>) -> Arc<S3Storage> {
     let env = s3::env();
     let location = Location {
-        endpoint: Some(env.endpoint.clone()),
+        endpoint: Some(proxy().endpoint.clone()),
         region: env.region.clone(),
         bucket: bucket.to_string(),
         skip_ssl_verify: false,
@@ -76,7 +87,11 @@ async fn main() {
     let data = tempfile::tempdir().unwrap();
     tree::mixed(data.path(), mib);
     let total: u64 = tree::read(data.path()).bytes;
-    println!("data: {} MiB in mixed file sizes; SeaweedFS at {}", total / (1 << 20), env.endpoint);
+    println!(
+        "data: {} MiB in mixed file sizes; SeaweedFS at {}, k10 and restic both through a counting proxy",
+        total / (1 << 20),
+        env.endpoint
+    );
 
     // k10: an object-locked bucket, every write carrying its own COMPLIANCE lock.
     let locked = s3::unique_bucket("bench-k10");
@@ -85,8 +100,10 @@ async fn main() {
     let store = storage(&locked, Some(1));
     let repo = Repo::init(store.clone(), "k10/bench/repos/app/", "bench").await.unwrap();
     let start = Instant::now();
+    let before = store.requests();
     let first_snapshot = repo.backup_dir(data.path(), &[]).await.unwrap();
     let k10_first = start.elapsed();
+    let k10_backup_requests = store.requests() - before;
     let start = Instant::now();
     repo.backup_dir(data.path(), &[]).await.unwrap();
     let k10_again = start.elapsed();
@@ -94,10 +111,14 @@ async fn main() {
     // restic: a plain bucket on the same server (restic's lock files must be deletable).
     let plain = s3::unique_bucket("bench-restic");
     env.create_plain_bucket(&plain).await;
-    let restic_repo = format!("s3:{}/{plain}/restic", env.endpoint);
+    // Through the same proxy, which only counts (no faults): restic's requests beside k10's.
+    let counter = proxy();
+    let restic_repo = format!("s3:{}/{plain}/restic", counter.endpoint);
     restic(&restic_repo, &["init"]);
     let path = data.path().to_str().unwrap();
+    let before = counter.counts();
     let restic_first = restic(&restic_repo, &["backup", path]);
+    let restic_backup_requests = (counter.counts() - before).requests;
     let restic_again = restic(&restic_repo, &["backup", path]);
 
     println!();
@@ -116,17 +137,29 @@ async fn main() {
 
     // Restore: k10 opens the repository as of the backup's time; restic restores its latest.
     let at = repo.stored_at(&first_snapshot.id).await.unwrap();
-    let view = k10::repo::Repo::<k10::repo::ReadOnly>::open_at(storage(&locked, None), "k10/bench/repos/app/", at, "bench")
+    let restore_store = storage(&locked, None);
+    let start = Instant::now();
+    let view = k10::repo::Repo::<k10::repo::ReadOnly>::open_at(restore_store.clone(), "k10/bench/repos/app/", at, "bench")
         .await
         .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let start = Instant::now();
     view.restore(&first_snapshot.id, &out.path().join("k10")).await.unwrap();
     let k10_restore = start.elapsed();
+    let k10_restore_requests = restore_store.requests();
     let target = out.path().join("restic");
+    let before = counter.counts();
     let restic_restore = restic(&restic_repo, &["restore", "latest", "--target", target.to_str().unwrap()]);
+    let restic_restore_requests = (counter.counts() - before).requests;
     let (kt, rt) = (mib_per_s(total, k10_restore), mib_per_s(total, restic_restore));
     println!("{:<28} {kt:>10.1} {rt:>12.1} {:>10.2}", "restore (MiB/s)", kt / rt);
+    let gib = total as f64 / (1u64 << 30) as f64;
+    for (name, k, r) in [
+        ("backup requests per GiB", k10_backup_requests, restic_backup_requests),
+        ("restore requests per GiB", k10_restore_requests, restic_restore_requests),
+    ] {
+        let (k, r) = (k as f64 / gib, r as f64 / gib);
+        println!("{name:<28} {k:>10.0} {r:>12.0} {:>10.2}", k / r);
+    }
 
     // 10,000 objects with 3 versions each, written with P = 1 (21-day locks).
     const KEYS: usize = 10_000;
