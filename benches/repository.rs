@@ -1,6 +1,7 @@
 //! Repository benchmark against the peer, on the same data and the same SeaweedFS, in one run:
 //!
-//! - first backup and no-change re-backup throughput: k10 (rustic_core on object-locked S3) vs
+//! - first backup, no-change and small-change re-backup throughput (k10 reading only files whose
+//!   size or mtime changed, as its data movers do): k10 (rustic_core on object-locked S3) vs
 //!   restic 0.14 backing up to S3 on the same server;
 //! - opening a point-in-time view over 10,000 objects with 3 versions each (time, requests);
 //! - restore throughput: k10 (as of the backup's time) vs `restic restore` of the same data;
@@ -101,11 +102,15 @@ async fn main() {
     let repo = Repo::init(store.clone(), "k10/bench/repos/app/", "bench").await.unwrap();
     let start = Instant::now();
     let before = store.requests();
-    let first_snapshot = repo.backup_dir(data.path(), &[]).await.unwrap();
+    // A volume's series, as the data movers back it up: the first run reads everything, later
+    // ones only files whose size or mtime changed.
+    let series = ["pvc-uid=bench".to_string(), "kind=volume".to_string()];
+    let week = k10::repo::FULL_READ_EVERY;
+    repo.backup_dir_in_series(data.path(), &series, &series, week).await.unwrap();
     let k10_first = start.elapsed();
     let k10_backup_requests = store.requests() - before;
     let start = Instant::now();
-    repo.backup_dir(data.path(), &[]).await.unwrap();
+    repo.backup_dir_in_series(data.path(), &series, &series, week).await.unwrap();
     let k10_again = start.elapsed();
 
     // restic: a plain bucket on the same server (restic's lock files must be deletable).
@@ -121,29 +126,52 @@ async fn main() {
     let restic_backup_requests = (counter.counts() - before).requests;
     let restic_again = restic(&restic_repo, &["backup", path]);
 
+    // A small change: one new small file and 4 MiB rewritten in the largest file.
+    let largest = std::fs::read_dir(data.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .path();
+    let file = std::fs::OpenOptions::new().write(true).open(&largest).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &tree::noise(99, 4 << 20), 0).unwrap();
+    drop(file);
+    std::fs::write(data.path().join("small-change.txt"), b"one more line").unwrap();
+    let start = Instant::now();
+    let latest = repo.backup_dir_in_series(data.path(), &series, &series, week).await.unwrap();
+    let k10_small = start.elapsed();
+    let restic_small = restic(&restic_repo, &["backup", path]);
+
     println!();
     println!("{:<28} {:>10} {:>12} {:>10}", "backup", "k10", "restic 0.14", "k10/restic");
-    for (name, k, r) in [("first (MiB/s)", k10_first, restic_first), ("no change (MiB/s)", k10_again, restic_again)] {
+    for (name, k, r) in [
+        ("first (MiB/s)", k10_first, restic_first),
+        ("no change (MiB/s)", k10_again, restic_again),
+        ("small change (MiB/s)", k10_small, restic_small),
+    ] {
         let (kt, rt) = (mib_per_s(total, k), mib_per_s(total, r));
         println!("{name:<28} {kt:>10.1} {rt:>12.1} {:>10.2}", kt / rt);
     }
     println!(
         "{:<28} {:>10.2} {:>12.2}",
-        "seconds (first, no change)",
+        "seconds (first, no change, small)",
         k10_first.as_secs_f64(),
         restic_first.as_secs_f64()
     );
     println!("{:<28} {:>10.2} {:>12.2}", "", k10_again.as_secs_f64(), restic_again.as_secs_f64());
+    println!("{:<28} {:>10.2} {:>12.2}", "", k10_small.as_secs_f64(), restic_small.as_secs_f64());
 
     // Restore: k10 opens the repository as of the backup's time; restic restores its latest.
-    let at = repo.stored_at(&first_snapshot.id).await.unwrap();
+    // Both restore their latest snapshot (after the small change).
+    let at = repo.stored_at(&latest.id).await.unwrap();
     let restore_store = storage(&locked, None);
     let start = Instant::now();
     let view = k10::repo::Repo::<k10::repo::ReadOnly>::open_at(restore_store.clone(), "k10/bench/repos/app/", at, "bench")
         .await
         .unwrap();
     let out = tempfile::tempdir().unwrap();
-    view.restore(&first_snapshot.id, &out.path().join("k10")).await.unwrap();
+    view.restore(&latest.id, &out.path().join("k10")).await.unwrap();
     let k10_restore = start.elapsed();
     let k10_restore_requests = restore_store.requests();
     let target = out.path().join("restic");

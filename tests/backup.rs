@@ -662,3 +662,34 @@ async fn claims_without_a_usable_class_are_read_live_and_come_back_as_they_were(
         tree::assert_same(&saved.join(claim), &volumes.join(claim));
     }
 }
+
+/// A second policy run reads only what changed on each volume: its volume snapshots are
+/// `read=changed`, take every unchanged file from the first run's unread, and restore the volume
+/// as it is now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_reads_only_what_changed() {
+    let f = Fixture::new().await;
+    fill(&f.volume("data"), &f.volume("www-db-0"));
+    f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
+    f.k10.run(&["policy", "run", "p", "--wait"]).ok();
+    std::fs::write(f.volume("data").join("new.txt"), b"written after the first run").unwrap();
+    f.k10.run(&["policy", "run", "p", "--wait"]).ok();
+
+    let spec = f.contents()[0]["spec"].clone();
+    let password = f.password(spec["passwordSecret"].as_str().unwrap());
+    let repo = Repo::open(f.storage(), spec["repository"].as_str().unwrap(), &password).await.unwrap();
+    let volumes: Vec<_> = repo.snapshots().await.unwrap().into_iter().filter(|s| s.tags.contains(&"kind=volume".to_string())).collect();
+    let (full, changed): (Vec<_>, Vec<_>) = volumes.into_iter().partition(|s| s.tags.contains(&"read=full".to_string()));
+    assert_eq!((full.len(), changed.len()), (2, 2), "full: {full:?}\nchanged: {changed:?}");
+    for s in &changed {
+        let data = s.tags.contains(&"pvc=data".to_string());
+        let expected_unread = if data { s.files - 1 } else { s.files };
+        println!("{}: {} files, {} unread", if data { "data" } else { "www-db-0" }, s.files, s.files_unread);
+        assert_eq!(s.files_unread, expected_unread, "{s:?}");
+        if data {
+            let out = f.dir.path().join("second-run");
+            repo.read_only().restore(&s.id, &out).await.unwrap();
+            tree::assert_same(&f.volume("data"), &out);
+        }
+    }
+}

@@ -222,3 +222,58 @@ async fn sparse_files_stay_sparse_and_hard_links_stay_links() {
     let (a, b) = (std::fs::metadata(r.join("original.txt")).unwrap(), std::fs::metadata(r.join("link.txt")).unwrap());
     assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "the hard link came back as a copy");
 }
+
+/// A volume's backups form a series: a file whose size or mtime changed is read again, the rest
+/// is taken from the newest snapshot unread. A file rewritten with the same size and mtime is not
+/// seen until the next full read (`FULL_READ_EVERY`; here forced with a zero interval) — the
+/// limit the README states. Another series never lends its files.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_series_reads_what_changed_and_everything_at_each_full_read() {
+    use k10::repo::{READ_CHANGED, READ_FULL};
+    let (_, repo) = new_repo().await;
+    let src = tempfile::tempdir().unwrap();
+    tree::mixed(src.path(), 4);
+    let series = vec!["pvc-uid=one".to_string(), "kind=volume".to_string()];
+    let week = chrono::Duration::days(7);
+    let restored = |id: String| {
+        let repo = repo.read_only();
+        async move {
+            let dest = tempfile::tempdir().unwrap();
+            repo.restore(&id, &dest.path().join("r")).await.unwrap();
+            dest
+        }
+    };
+
+    let first = repo.backup_dir_in_series(src.path(), &series, &series, week).await.unwrap();
+    assert!(first.tags.contains(&READ_FULL.to_string()) && first.files_unread == 0, "{first:?}");
+
+    // Nothing changed: every file is taken from the parent.
+    let second = repo.backup_dir_in_series(src.path(), &series, &series, week).await.unwrap();
+    assert!(second.tags.contains(&READ_CHANGED.to_string()), "{second:?}");
+    assert_eq!(second.files_unread, second.files, "{second:?}");
+
+    // One file with a new mtime is read; one rewritten with the same size and mtime is not.
+    let (seen, unseen) = (src.path().join("hello.txt"), src.path().join("sub/data.bin"));
+    std::fs::write(&seen, b"a new greeting").unwrap();
+    let mtime = std::fs::metadata(&unseen).unwrap().modified().unwrap();
+    let mut data = std::fs::read(&unseen).unwrap();
+    data[0] ^= 0xff;
+    std::fs::write(&unseen, &data).unwrap();
+    std::fs::File::options().write(true).open(&unseen).unwrap().set_modified(mtime).unwrap();
+    let third = repo.backup_dir_in_series(src.path(), &series, &series, week).await.unwrap();
+    assert_eq!(third.files_unread, third.files - 1, "{third:?}");
+    let back = restored(third.id.clone()).await;
+    assert_eq!(std::fs::read(back.path().join("r/hello.txt")).unwrap(), b"a new greeting");
+    assert_ne!(std::fs::read(back.path().join("r/sub/data.bin")).unwrap(), data, "the same-size, same-mtime change was seen");
+
+    // The next full read sees it.
+    let full = repo.backup_dir_in_series(src.path(), &series, &series, chrono::Duration::zero()).await.unwrap();
+    assert!(full.tags.contains(&READ_FULL.to_string()) && full.files_unread == 0, "{full:?}");
+    let back = restored(full.id.clone()).await;
+    tree::assert_same(src.path(), &back.path().join("r"));
+
+    // Another volume with the same paths starts its own series with a full read.
+    let other = vec!["pvc-uid=two".to_string(), "kind=volume".to_string()];
+    let theirs = repo.backup_dir_in_series(src.path(), &other, &other, week).await.unwrap();
+    assert!(theirs.tags.contains(&READ_FULL.to_string()) && theirs.files_unread == 0, "{theirs:?}");
+}

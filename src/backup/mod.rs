@@ -537,6 +537,14 @@ impl NamespaceBackup<'_> {
             for tag in tags.into_iter().chain(control_tag.clone()) {
                 args.extend(["--tag".into(), tag]);
             }
+            // Each claim's snapshots are a series (by uid: a claim deleted and made again under its
+            // name starts a new one): unchanged files are not read again.
+            if let Some(claim_uid) = pvc.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+                args.extend(["--tag".into(), format!("pvc-uid={claim_uid}")]);
+                for tag in [format!("pvc-uid={claim_uid}"), "kind=volume".into()] {
+                    args.extend(["--series".into(), tag]);
+                }
+            }
             // In kasten-io, the control Job owns its data movers: killing the run removes them.
             let owner = self.job.filter(|_| mover_ns == K10_NAMESPACE).map(|j| OwnerReference {
                 api_version: "batch/v1".into(),

@@ -29,6 +29,10 @@ pub enum DataMoverCommand {
         /// Snapshot tags (k=v), repeatable.
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// Back up as the next snapshot of the series carrying all these tags (a volume's):
+        /// files with the size and mtime of its newest snapshot are not read again.
+        #[arg(long = "series")]
+        series: Vec<String>,
     },
     /// Restore a snapshot into --path (new or empty) from the repository as of --as-of.
     Restore {
@@ -77,11 +81,14 @@ pub enum DataMoverCommand {
 
 pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
     match cmd {
-        DataMoverCommand::Backup { path, target, tags } => {
-            let (snap, store) = datamover::backup(&target, &path, &tags).await?;
+        DataMoverCommand::Backup { path, target, tags, series } => {
+            let (snap, store) = datamover::backup(&target, &path, &tags, &series).await?;
             println!(
                 "{}",
-                serde_json::json!({"snapshot": snap.id, "files": snap.files, "bytes": snap.bytes, "uploaded": snap.bytes_added, "store": store_json(&store)})
+                serde_json::json!({
+                    "snapshot": snap.id, "files": snap.files, "unread": snap.files_unread, "bytes": snap.bytes,
+                    "uploaded": snap.bytes_added, "store": store_json(&store),
+                })
             );
         }
         DataMoverCommand::Restore {

@@ -99,12 +99,18 @@ impl Target {
     }
 }
 
-/// Backs up the tree at `path` into the (existing) repository, with `tags`. Also returns what
-/// the store's retry policy did.
-pub async fn backup(target: &Target, path: &Path, tags: &[String]) -> Result<(Snapshot, Stats), DataMoverError> {
+/// Backs up the tree at `path` into the (existing) repository, with `tags`; with `series` (a
+/// volume's tags), as the next snapshot of that series, reading only files whose size or mtime
+/// changed (and every file weekly: see [`Repo::backup_dir_in_series`]). Also returns what the
+/// store's retry policy did.
+pub async fn backup(target: &Target, path: &Path, tags: &[String], series: &[String]) -> Result<(Snapshot, Stats), DataMoverError> {
     let storage = target.storage()?;
     let repo = Repo::open(storage.clone(), &target.repository, &env(ENV_PASSWORD)?).await?;
-    let snapshot = repo.backup_dir(path, tags).await?;
+    let snapshot = if series.is_empty() {
+        repo.backup_dir(path, tags).await?
+    } else {
+        repo.backup_dir_in_series(path, tags, series, crate::repo::FULL_READ_EVERY).await?
+    };
     Ok((snapshot, storage.retry_stats()))
 }
 

@@ -83,6 +83,8 @@ pub struct Snapshot {
     pub files: u64,
     pub bytes: u64,
     pub bytes_added: u64,
+    /// Files taken from the parent snapshot unread (same size and mtime).
+    pub files_unread: u64,
 }
 
 /// What a restore wrote.
@@ -120,6 +122,13 @@ impl<M> std::fmt::Debug for Repo<M> {
         f.debug_struct("Repo").field("location", &self.location).finish_non_exhaustive()
     }
 }
+
+/// The tag of a snapshot for which every file was read.
+pub const READ_FULL: &str = "read=full";
+/// The tag of a snapshot that took unchanged files (same size and mtime) from its parent.
+pub const READ_CHANGED: &str = "read=changed";
+/// How often a volume's backup reads every file, whatever its parent says.
+pub const FULL_READ_EVERY: chrono::Duration = chrono::Duration::days(7);
 
 /// A fresh random repository password (32 bytes, hex).
 pub fn new_password() -> String {
@@ -263,8 +272,42 @@ impl Repo<Writable> {
     }
 
     /// Backs up the directory tree `dir` (paths in the snapshot are relative to it): contents,
-    /// modes, symlinks, mtimes. Every file must be readable, or nothing is written.
+    /// modes, symlinks, mtimes. Every file is read. Every file must be readable, or nothing is
+    /// written.
     pub async fn backup_dir(&self, dir: &Path, tags: &[String]) -> Result<Snapshot> {
+        self.backup_tree(dir, tags, None).await
+    }
+
+    /// Backs up `dir` as the next snapshot of a series: the snapshots carrying every tag of
+    /// `series` (a volume's). A file whose size and mtime match the newest snapshot of the series
+    /// is taken from it unread (inodes and ctimes are not compared: a snapshot clone or a
+    /// restored volume has new ones). Every file is read again when the series' newest full read
+    /// is older than `full_every` (or there is none). The snapshot is tagged `read=full` or
+    /// `read=changed` accordingly.
+    pub async fn backup_dir_in_series(
+        &self,
+        dir: &Path,
+        tags: &[String],
+        series: &[String],
+        full_every: chrono::Duration,
+    ) -> Result<Snapshot> {
+        let in_series: Vec<Snapshot> = self
+            .snapshots()
+            .await?
+            .into_iter()
+            .filter(|s| series.iter().all(|t| s.tags.contains(t)))
+            .collect();
+        let newest_full = in_series.iter().filter(|s| s.tags.iter().any(|t| t == READ_FULL)).map(|s| s.time).max();
+        let parent = match (in_series.iter().max_by_key(|s| s.time), newest_full) {
+            (Some(parent), Some(full)) if Utc::now() - full < full_every => Some(parent.id.clone()),
+            _ => None,
+        };
+        let read = if parent.is_some() { READ_CHANGED } else { READ_FULL };
+        let tags: Vec<String> = tags.iter().cloned().chain([read.to_string()]).collect();
+        self.backup_tree(dir, &tags, parent).await
+    }
+
+    async fn backup_tree(&self, dir: &Path, tags: &[String], parent: Option<String>) -> Result<Snapshot> {
         let expected = survey(dir)?;
         let (backends, key, dir, tags) = (self.backends.clone(), self.key.clone(), dir.to_path_buf(), tags.to_vec());
         let location = self.location.clone();
@@ -272,9 +315,11 @@ impl Repo<Writable> {
             let repo = reopen(&backends, &key, &location)?
                 .to_indexed_ids()
                 .map_err(|e| engine("backup", &location, e))?;
-            let options = BackupOptions::default()
-                .as_path(PathBuf::from("/"))
-                .parent_opts(ParentOptions::default().force(true));
+            let parent_options = match parent {
+                Some(id) => ParentOptions::default().parents(vec![id]).ignore_ctime(true).ignore_inode(true),
+                None => ParentOptions::default().force(true),
+            };
+            let options = BackupOptions::default().as_path(PathBuf::from("/")).parent_opts(parent_options);
             let snap = repo
                 .backup(&options, &PathList::from_iter([dir.clone()]), snapshot_options(&tags, &location)?)
                 .map_err(|e| engine("backup", &location, e))?;
@@ -415,6 +460,7 @@ fn to_snapshot(s: &SnapshotFile) -> Snapshot {
         files: summary.total_files_processed,
         bytes: summary.total_bytes_processed,
         bytes_added: summary.data_added,
+        files_unread: summary.files_unmodified,
     }
 }
 
