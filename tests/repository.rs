@@ -277,3 +277,20 @@ async fn a_series_reads_what_changed_and_everything_at_each_full_read() {
     let theirs = repo.backup_dir_in_series(src.path(), &other, &other, week).await.unwrap();
     assert!(theirs.tags.contains(&READ_FULL.to_string()) && theirs.files_unread == 0, "{theirs:?}");
 }
+
+/// A destination where a directory of the snapshot is a symlink (planted by whoever can write to
+/// the volume) is refused: a restore never writes through it, and nothing outside is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_never_writes_through_a_symlink_in_the_destination() {
+    let (_, repo) = new_repo().await;
+    let src = tempfile::tempdir().unwrap();
+    tree::small(src.path());
+    let snap = repo.backup_dir(src.path(), &[]).await.unwrap();
+    let (dest, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let r = dest.path().join("r");
+    std::fs::create_dir(&r).unwrap();
+    std::os::unix::fs::symlink(outside.path(), r.join("sub")).unwrap();
+    let err = repo.read_only().restore(&snap.id, &r).await.unwrap_err();
+    assert!(err.to_string().contains("in the way of a directory of the snapshot"), "{err}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "a restore wrote through the symlink");
+}

@@ -120,7 +120,7 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
             println!("disaster recovery enabled: the catalog goes to profile {profile:?} {frequency}");
             println!("cluster ID: {} (keep it with the passphrase: recovery needs both)", catalog::cluster_id(&cluster).await?);
             for w in warnings(&cluster).await? {
-                eprintln!("warning: {w}");
+                super::output::line_to_stderr(&format!("warning: {w}"));
             }
             Ok(())
         }
@@ -176,7 +176,7 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
                 println!("skipped  {s}");
             }
             for w in &report.warnings {
-                eprintln!("warning: {w}");
+                super::output::line_to_stderr(&format!("warning: {w}"));
             }
             println!(
                 "catalog of cluster {source_cluster_id} restored as of its DR snapshot stored at {} ({} objects created)",

@@ -99,7 +99,7 @@ pub fn main() -> ExitCode {
     // A store that failed or throttled on the way is worth knowing about even when all went well.
     let store = crate::objectstore::retry::process_stats();
     if store.retries > 0 {
-        eprintln!("note: the object store needed retries: {store}");
+        output::line_to_stderr(&format!("note: the object store needed retries: {store}"));
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,7 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn fail(err: anyhow::Error) -> ExitCode {
     // `{:#}` joins the cause chain on one line: "what failed: why".
-    eprintln!("error: {err:#}");
+    output::line_to_stderr(&format!("error: {err:#}"));
     ExitCode::FAILURE
 }
 

@@ -92,3 +92,10 @@ impl Default for Progress {
         Progress::new()
     }
 }
+
+/// Writes one line to stderr in a single write: where stdout and stderr end up in one log (a
+/// Job's), no stdout line can land inside it.
+pub fn line_to_stderr(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
+}

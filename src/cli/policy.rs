@@ -219,7 +219,7 @@ async fn create(
         println!("policy {name:?} created: runs on demand (`kubectl k10 policy run {name}`)");
     }
     for w in super::dr::warnings(cluster).await? {
-        eprintln!("warning: {w}");
+        super::output::line_to_stderr(&format!("warning: {w}"));
     }
     Ok(())
 }
@@ -402,7 +402,7 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
         "lastRunResult": if result.is_ok() { "Succeeded" } else { "Failed" },
     }});
     if let Err(e) = policies(cluster).patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        eprintln!("warning: could not record the run in policy {name:?}'s status: {}", cluster.err(e, "patch policy status"));
+        super::output::line_to_stderr(&format!("warning: could not record the run in policy {name:?}'s status: {}", cluster.err(e, "patch policy status")));
     }
     let (runs, failed) = match result {
         Ok(runs) => (runs, None),

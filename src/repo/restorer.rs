@@ -102,7 +102,12 @@ pub fn plan(
         let (path, node) = entry.map_err(&fail)?;
         let local = dest.join(&path);
         match node.node_type {
-            NodeType::Dir => std::fs::create_dir_all(&local).map_err(|e| io_error(&local, e))?,
+            // Never through a symlink: what is in the way of a directory is an error.
+            NodeType::Dir => match std::fs::symlink_metadata(&local) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(io_error(&local, std::io::Error::other("in the way of a directory of the snapshot"))),
+                Err(_) => std::fs::create_dir(&local).map_err(|e| io_error(&local, e))?,
+            },
             NodeType::File => {
                 // A hard link's other names are made by the metadata pass.
                 if node.meta.links > 1 && node.meta.inode != 0 && !linked.insert((node.meta.device_id, node.meta.inode)) {
