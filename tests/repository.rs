@@ -272,10 +272,13 @@ async fn a_series_reads_what_changed_and_everything_at_each_full_read() {
     let back = restored(full.id.clone()).await;
     tree::assert_same(src.path(), &back.path().join("r"));
 
-    // Another volume with the same paths starts its own series with a full read.
+    // Another volume with the same paths starts its own series with a full read; its snapshots
+    // carry the series' tags even when not given them.
     let other = vec!["pvc-uid=two".to_string(), "kind=volume".to_string()];
-    let theirs = repo.backup_dir_in_series(src.path(), &other, &other, week).await.unwrap();
+    let theirs = repo.backup_dir_in_series(src.path(), &[], &other, week).await.unwrap();
     assert!(theirs.tags.contains(&READ_FULL.to_string()) && theirs.files_unread == 0, "{theirs:?}");
+    let again = repo.backup_dir_in_series(src.path(), &[], &other, week).await.unwrap();
+    assert_eq!((again.files_unread, again.tags.contains(&"pvc-uid=two".to_string())), (again.files, true), "{again:?}");
 }
 
 /// A destination where a directory of the snapshot is a symlink (planted by whoever can write to

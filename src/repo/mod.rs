@@ -282,8 +282,8 @@ impl Repo<Writable> {
     /// `series` (a volume's). A file whose size and mtime match the newest snapshot of the series
     /// is taken from it unread (inodes and ctimes are not compared: a snapshot clone or a
     /// restored volume has new ones). Every file is read again when the series' newest full read
-    /// is older than `full_every` (or there is none). The snapshot is tagged `read=full` or
-    /// `read=changed` accordingly.
+    /// is older than `full_every` (or there is none). The snapshot carries the series' tags and
+    /// `read=full` or `read=changed`.
     pub async fn backup_dir_in_series(
         &self,
         dir: &Path,
@@ -303,7 +303,13 @@ impl Repo<Writable> {
             _ => None,
         };
         let read = if parent.is_some() { READ_CHANGED } else { READ_FULL };
-        let tags: Vec<String> = tags.iter().cloned().chain([read.to_string()]).collect();
+        // The snapshot joins its series whatever `tags` says.
+        let mut tags = tags.to_vec();
+        for tag in series.iter().cloned().chain([read.to_string()]) {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
         self.backup_tree(dir, &tags, parent).await
     }
 
