@@ -5,12 +5,14 @@
 
 mod support;
 
+use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use k10::backup::{open_or_create, Opened};
 use k10::k8s::{Cluster, ClusterOptions};
 use k10::objectstore::memory::MemoryStorage;
-use k10::objectstore::storage::{Storage, VersionedStorage};
+use k10::objectstore::storage::{ObjectInfo, Result as StoreResult, Storage, Time, Version, VersionedStorage};
 use support::apiserver::{ApiServer, ApiServerOptions};
 
 const PREFIX: &str = "k10/cluster/catalog/";
@@ -132,4 +134,71 @@ async fn a_hidden_config_is_never_replaced_by_a_second_one() {
     }
     let (_, again) = open_or_create(&cluster, store.clone(), PREFIX, "the passphrase").await.unwrap();
     assert_eq!(again, Opened::Created);
+}
+
+/// A store on which another run's new repository lands at the worst moment: after this run's
+/// open found none, before it looks for a hidden config.
+#[derive(Debug)]
+struct WinnerLandsLate {
+    inner: Arc<MemoryStorage>,
+    landed: tokio::sync::OnceCell<()>,
+}
+
+#[async_trait::async_trait]
+impl Storage for WinnerLandsLate {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix).await
+    }
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Bytes> {
+        self.inner.get(key, range).await
+    }
+    async fn stat(&self, key: &str) -> StoreResult<ObjectInfo> {
+        self.inner.stat(key).await
+    }
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<String> {
+        self.inner.put(key, data).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+}
+
+#[async_trait::async_trait]
+impl VersionedStorage for WinnerLandsLate {
+    async fn list_versions(&self, prefix: &str) -> StoreResult<Vec<Version>> {
+        if prefix == format!("{PREFIX}config") {
+            self.landed
+                .get_or_init(|| async {
+                    k10::repo::Repo::init(self.inner.clone(), PREFIX, "the passphrase").await.unwrap();
+                })
+                .await;
+        }
+        self.inner.list_versions(prefix).await
+    }
+    async fn get_version(&self, key: &str, version_id: &str, range: Option<Range<u64>>) -> StoreResult<Bytes> {
+        self.inner.get_version(key, version_id, range).await
+    }
+    async fn lock_until(&self, key: &str, version_id: &str) -> StoreResult<Option<Time>> {
+        self.inner.lock_until(key, version_id).await
+    }
+    async fn extend_lock(&self, key: &str, version_id: &str, until: Time) -> StoreResult<()> {
+        self.inner.extend_lock(key, version_id, until).await
+    }
+}
+
+/// The config that appears between a run's open and its look for a hidden one is the winner's,
+/// not a hidden one: the run opens it (CI once failed this race as "someone hid it").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_that_lands_after_the_open_is_opened_not_called_hidden() {
+    let server = ApiServer::start_in_background(ApiServerOptions::default());
+    let cluster = cluster(&server).await;
+    let inner = Arc::new(MemoryStorage::new());
+    let store = Arc::new(WinnerLandsLate { inner: inner.clone(), landed: Default::default() });
+    let (_, opened) = open_or_create(&cluster, store, PREFIX, "the passphrase").await.unwrap();
+    assert_eq!(opened, Opened::AfterWaiting);
+    let configs = inner.list_versions(&format!("{PREFIX}config")).await.unwrap();
+    assert_eq!(configs.len(), 1, "{configs:?}");
 }

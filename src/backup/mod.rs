@@ -230,9 +230,20 @@ pub async fn open_or_create(
         // that repository is still visible, a second config would make the repository
         // unreadable for as long as both are locked. (Everything hidden, as a drill's clean-up
         // leaves it, is a fresh start: views before then still read the old repository.)
+        // A config that appeared since the open above was written by a run that holds the claim:
+        // open it on the next turn.
         let config = format!("{prefix}config");
         let had_config = store.list_versions(&config).await?.iter().any(|v| v.key == config && !v.delete_marker);
-        if had_config && !store.list(prefix).await?.is_empty() {
+        let visible = store.list(prefix).await?;
+        if had_config && visible.iter().any(|o| o.key == config) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RepoError::NoRepository { location: prefix.to_string() }.into());
+            }
+            waited = true;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        if had_config && !visible.is_empty() {
             return Err(BackupError::ConfigHidden { repository: prefix.to_string() });
         }
         let held = match claim::claim(cluster, &claim_name, &holder, STALE_CLAIM).await? {
