@@ -11,6 +11,7 @@
 pub mod api;
 pub mod backup;
 pub mod catalog;
+pub mod controller;
 pub mod datamover;
 pub mod dr;
 pub mod cli;
@@ -18,3 +19,4 @@ pub mod k8s;
 pub mod objectstore;
 pub mod repo;
 pub mod restore;
+pub mod schedule;

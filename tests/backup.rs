@@ -198,23 +198,27 @@ async fn bad_policies_are_refused() {
         .fails_with(&["not a whole number"]);
     assert!(f.json(&["get", "policies.config.kio.kasten.io", "-n", "kasten-io"])["items"].as_array().unwrap().is_empty());
 
-    // A scheduled policy becomes a CronJob running the product.
-    f.k10
-        .run(&["policy", "create", "hourly", "--namespaces", "shop", "--profile", "immutable", "--frequency", "@hourly"])
-        .ok();
-    let cron = f.json(&["get", "cronjob", "k10-policy-hourly", "-n", "kasten-io"]);
-    assert_eq!(cron["spec"]["schedule"], "@hourly");
-    let container = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    // A scheduled policy is the Policy alone: the controller (install's Deployment) runs it.
+    let out = f.k10
+        .run(&["policy", "create", "hourly", "--namespaces", "shop", "--profile", "immutable", "--frequency", "@hourly", "--require-immutable"])
+        .ok()
+        .stdout;
+    assert!(out.contains("the controller runs it @hourly"), "{out}");
+    let hourly = f.json(&["get", "policies.config.kio.kasten.io", "hourly", "-n", "kasten-io"]);
+    assert_eq!(hourly["spec"]["frequency"], "@hourly");
+    assert_eq!(hourly["metadata"]["annotations"]["k10.kasten.io/require-immutable"], "true");
+    let controller = f.json(&["get", "deployment", "k10-controller", "-n", "kasten-io"]);
+    let pod = &controller["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
     assert_eq!(container["command"], serde_json::json!(["kubectl-k10"]));
-    assert_eq!(container["args"], serde_json::json!(["policy", "run", "hourly", "--wait"]));
-    // Scheduled runs use the API as the k10 ServiceAccount, as a non-root user.
-    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(container["args"], serde_json::json!(["controller"]));
+    // It uses the API as the k10 ServiceAccount, as a non-root user.
     assert_eq!(pod["serviceAccountName"], "k10");
     assert_eq!(container["securityContext"]["runAsNonRoot"], true);
     assert_eq!(container["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
     f.k10.run(&["policy", "delete", "hourly"]).ok();
     let cronjobs = f.kubectl(&["get", "cronjobs", "-n", "kasten-io", "-o", "name"]);
-    assert_eq!(cronjobs.trim(), "cronjob.batch/k10-maintenance", "only install's maintenance CronJob is left");
+    assert_eq!(cronjobs.trim(), "cronjob.batch/k10-maintenance", "the only CronJob is install's maintenance");
     // install's retention maintenance runs daily, as the k10 ServiceAccount.
     let maintenance = f.json(&["get", "cronjob", "k10-maintenance", "-n", "kasten-io"]);
     assert_eq!(maintenance["spec"]["schedule"], "@daily");

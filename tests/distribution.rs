@@ -230,6 +230,7 @@ fn renders_with_default_values() {
             "ClusterRoleBinding/k10-applications",
             "ClusterRoleBinding/k10-custom-resources",
             "CronJob/k10-maintenance",
+            "Deployment/k10-controller",
             "Role/k10",
             "RoleBinding/k10",
             "ServiceAccount/k10"
@@ -243,6 +244,26 @@ fn renders_with_default_values() {
     let c = container(cronjob);
     assert_eq!(c["imagePullPolicy"].as_str(), Some("IfNotPresent"));
     assert_eq!(c["resources"]["limits"]["memory"].as_str(), Some("512Mi"));
+}
+
+/// The chart's controller Deployment runs what `install` applies, the same way.
+#[test]
+fn the_controller_is_what_install_deploys() {
+    let docs = render(&[]);
+    let got = serde_json::to_value(object(&docs, "Deployment", "k10-controller")).unwrap();
+    let want = serde_json::to_value(k10::controller::deployment::deployment()).unwrap();
+    let (got_pod, want_pod) = (&got["spec"]["template"]["spec"], &want["spec"]["template"]["spec"]);
+    assert_eq!(got["spec"]["replicas"], want["spec"]["replicas"]);
+    for field in ["serviceAccountName", "securityContext", "volumes"] {
+        assert_eq!(got_pod[field], want_pod[field], "pod {field}");
+    }
+    let (got_c, want_c) = (&got_pod["containers"][0], &want_pod["containers"][0]);
+    for field in ["command", "args", "env", "ports", "livenessProbe", "readinessProbe", "resources", "securityContext", "volumeMounts", "image"] {
+        assert_eq!(got_c[field], want_c[field], "container {field}: charts/k10/templates/controller.yaml and src/controller/deployment.rs differ");
+    }
+    // Off by a value: no Deployment.
+    let docs = render(&[("controller.enabled", "false")]);
+    assert!(helm::find(&docs, "Deployment", "k10-controller").is_none());
 }
 
 #[test]

@@ -82,7 +82,7 @@ fn every_rule_is_on_the_reviewed_list_and_none_reaches_cluster_admin() {
             }
             // Subresources: only logs and the product's own status.
             for r in g.resources.iter().filter(|r| r.contains('/')) {
-                assert!(["pods/log", "profiles/status", "policies/status"].contains(r), "{role}: subresource {r}");
+                assert!(["pods/log", "profiles/status", "policies/status", "runactions/status"].contains(r), "{role}: subresource {r}");
             }
             // RBAC objects are read (captured), never written.
             if g.groups.contains(&"rbac.authorization.k8s.io") {
@@ -91,9 +91,11 @@ fn every_rule_is_on_the_reviewed_list_and_none_reaches_cluster_admin() {
             assert!(!g.why.is_empty());
         }
     }
-    // Outside kasten-io, the policy-run role writes only snapshots and the catalog.
-    for g in rbac::CLUSTER.iter().filter(|g| g.verbs.iter().any(|v| !["get", "list"].contains(v))) {
-        assert!(g.groups == ["snapshot.storage.k8s.io"] || g.groups == ["apps.kio.kasten.io"], "{:?} {:?}", g.groups, g.resources);
+    // Outside kasten-io, the policy-run role writes only snapshots, the catalog and RunActions
+    // (cluster-scoped, K10's on-demand API).
+    for g in rbac::CLUSTER.iter().filter(|g| g.verbs.iter().any(|v| !["get", "list", "watch"].contains(v))) {
+        let ours = ["snapshot.storage.k8s.io", "apps.kio.kasten.io", "actions.kio.kasten.io"];
+        assert!(ours.iter().any(|o| g.groups == [*o]), "{:?} {:?}", g.groups, g.resources);
     }
 }
 

@@ -18,25 +18,36 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Validation","type":"string","jsonPath":".status.validation"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct ProfileSpec {
     /// Always `Location`.
     #[serde(rename = "type")]
     pub type_: String,
     pub location_spec: LocationSpec,
+    /// Fields K10 documents that k10 does not implement: kept as written.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schemars(skip)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct LocationSpec {
     /// Always `ObjectStore`.
     #[serde(rename = "type")]
     pub type_: String,
     pub object_store: ObjectStoreSpec,
     pub credential: CredentialSpec,
+    /// Fields K10 documents that k10 does not implement: kept as written.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schemars(skip)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct ObjectStoreSpec {
     /// Always `S3`.
     pub object_store_type: String,
@@ -50,14 +61,23 @@ pub struct ObjectStoreSpec {
     /// The protection period as a Go-style duration of whole days ("720h"); set only on immutable profiles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protection_period: Option<String>,
+    /// Fields K10 documents that k10 does not implement: kept as written.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schemars(skip)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct CredentialSpec {
     /// Always `AwsAccessKey`.
     pub secret_type: String,
     pub secret: ObjectReference,
+    /// Fields K10 documents that k10 does not implement: kept as written.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schemars(skip)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A reference to the credentials Secret.
@@ -79,6 +99,9 @@ pub struct ProfileStatus {
     /// When the last validation ran (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validated_at: Option<String>,
+    /// The `metadata.generation` the last validation is of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     /// Each check of the last validation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<ValidationCheck>,

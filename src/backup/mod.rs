@@ -103,29 +103,40 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// namespaces matching its labels.
 pub async fn selected_namespaces(cluster: &Cluster, policy: &Policy) -> Result<Vec<String>> {
     let selector = &policy.spec.selector;
-    let mut names: Vec<String> = selector
-        .match_expressions
-        .iter()
-        .filter(|e| e.key == APP_NAMESPACE_KEY && e.operator == "In")
-        .flat_map(|e| e.values.clone())
-        .collect();
-    if !selector.match_labels.is_empty() {
-        let labels = selector
-            .match_labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-        let list = namespaces
-            .list(&ListParams::default().labels(&labels))
-            .await
-            .map_err(|e| cluster.err(e, "list namespaces"))?;
-        names.extend(list.items.into_iter().filter_map(|n| n.metadata.name));
+    // Namespaces named one by one (`appNamespace In [...]` alone) are taken as named: one that
+    // does not exist fails its backup visibly instead of dropping out of the selection.
+    if let [only] = selector.match_expressions.as_slice() {
+        if selector.match_labels.is_empty() && only.key == APP_NAMESPACE_KEY && only.operator == "In" {
+            let mut names = only.values.clone();
+            names.sort();
+            names.dedup();
+            return Ok(names);
+        }
     }
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    let list = namespaces
+        .list(&ListParams::default().labels(&namespace_selector(selector)))
+        .await
+        .map_err(|e| cluster.err(e, "list namespaces"))?;
+    let mut names: Vec<String> = list.items.into_iter().filter_map(|n| n.metadata.name).collect();
     names.sort();
-    names.dedup();
     Ok(names)
+}
+
+/// A policy's selector as a label selector over namespaces: every requirement must hold, and
+/// K10's `k10.kasten.io/appNamespace` is the namespace's name (`kubernetes.io/metadata.name`).
+fn namespace_selector(selector: &crate::api::LabelSelector) -> String {
+    let key = |k: &str| if k == APP_NAMESPACE_KEY { "kubernetes.io/metadata.name".to_string() } else { k.to_string() };
+    let mut parts: Vec<String> = selector.match_labels.iter().map(|(k, v)| format!("{}={v}", key(k))).collect();
+    for e in &selector.match_expressions {
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({})", key(&e.key), e.values.join(",")),
+            "NotIn" => format!("{} notin ({})", key(&e.key), e.values.join(",")),
+            "Exists" => key(&e.key),
+            _ => format!("!{}", key(&e.key)),
+        });
+    }
+    parts.join(",")
 }
 
 /// The Secret (in kasten-io) holding a namespace repository's password; created on first use.
@@ -297,9 +308,15 @@ impl RunJob {
             .and_then(|j| j.metadata.creation_timestamp)
             .ok_or_else(|| BackupError::JobGone { name: self.name.clone() })?;
         let created = chrono::DateTime::from_timestamp(created.0.as_second(), 0).unwrap_or_default();
-        let uid: String = self.uid.chars().filter(char::is_ascii_hexdigit).take(4).collect();
-        Ok(format!("{policy}-{}-{uid}", created.format("%Y%m%d%H%M%S")))
+        Ok(restore_point_name(policy, created, &self.uid))
     }
+}
+
+/// The name of the restore points (one per namespace) that the run in a Job makes: from the
+/// policy, the Job's creation time and its uid.
+pub fn restore_point_name(policy: &str, job_created: chrono::DateTime<chrono::Utc>, job_uid: &str) -> String {
+    let uid: String = job_uid.chars().filter(char::is_ascii_hexdigit).take(4).collect();
+    format!("{policy}-{}-{uid}", job_created.format("%Y%m%d%H%M%S"))
 }
 
 /// Runs a policy now: every selected namespace, then retention. In a Job (`job`), the run is

@@ -1,6 +1,8 @@
 //! The catalog as stored in Kubernetes: the cluster's identity, profiles and their credentials,
 //! and the storage a profile opens. Everything the commands share about these lives here.
 
+pub mod validation;
+
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};

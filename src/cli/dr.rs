@@ -79,7 +79,7 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
             frequency,
             passphrase_secret,
         } => {
-            super::policy::schedule(&frequency)?;
+            crate::schedule::Frequency::parse(&frequency, None)?;
             dr::check_passphrase(&passphrase_secret, &dr::passphrase(&cluster, &passphrase_secret).await?)?;
             catalog::get_profile(&cluster, &profile).await?;
             let policy = Policy {
@@ -92,6 +92,9 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
                 spec: PolicySpec {
                     comment: Some("k10 disaster recovery: the catalog, encrypted under the DR passphrase".into()),
                     frequency: frequency.clone(),
+                    sub_frequency: None,
+                    paused: false,
+                    other: Default::default(),
                     retention: Retention::default(),
                     selector: LabelSelector::default(),
                     actions: vec![PolicyAction {
@@ -102,8 +105,10 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
                                 name: profile.clone(),
                                 namespace: K10_NAMESPACE.into(),
                             },
-                            export_data: ExportData { enabled: true },
+                            export_data: ExportData::default(),
+                            other: Default::default(),
                         }),
+                        other: Default::default(),
                     }],
                 },
                 status: None,
@@ -114,9 +119,6 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
                 Err(kube::Error::Api(s)) if s.code == 409 => bail!("disaster recovery is already enabled (policy {DR_POLICY}); delete it with `kubectl k10 policy delete {DR_POLICY}` to change it"),
                 Err(e) => return Err(cluster.err(e, "create the DR policy").into()),
             }
-            if let Some(schedule) = super::policy::schedule(&frequency)? {
-                super::policy::apply_cronjob(&cluster, DR_POLICY, &schedule, &["dr", "run", "--wait"]).await?;
-            }
             println!("disaster recovery enabled: the catalog goes to profile {profile:?} {frequency}");
             println!("cluster ID: {} (keep it with the passphrase: recovery needs both)", catalog::cluster_id(&cluster).await?);
             for w in warnings(&cluster).await? {
@@ -126,7 +128,18 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
         }
         DrCommand::Run { .. } => {
             let started = std::time::Instant::now();
-            let r = dr::run(&cluster).await?;
+            let result = dr::run(&cluster).await;
+            // The DR policy's status records the run, as a policy run's does.
+            let patch = serde_json::json!({"status": {
+                "lastRunTime": dr::rfc3339(chrono::Utc::now()),
+                "lastRunResult": if result.is_ok() { "Succeeded" } else { "Failed" },
+                "lastRunDurationSeconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            }});
+            let policies: Api<Policy> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+            if let Err(e) = policies.patch_status(DR_POLICY, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+                output::line_to_stderr(&format!("warning: could not record the run in the DR policy's status: {}", cluster.err(e, "patch policy status")));
+            }
+            let r = result?;
             match r.opened {
                 crate::backup::Opened::Created => println!("created the catalog repository"),
                 crate::backup::Opened::AfterWaiting => println!("waited for another DR run to create the catalog repository"),

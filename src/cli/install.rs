@@ -1,7 +1,8 @@
 //! `kubectl k10 install`: applies the catalog's CRDs, the `kasten-io` namespace, the `k10`
-//! ServiceAccount and its RBAC, and the daily retention-maintenance CronJob (idempotent:
-//! server-side apply).
+//! ServiceAccount and its RBAC, the daily retention-maintenance CronJob and the controller's
+//! Deployment (idempotent: server-side apply).
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -84,6 +85,7 @@ pub fn objects() -> Vec<serde_json::Value> {
         ..Default::default()
     }));
     all.push(serde_json::to_value(maintenance_cronjob()));
+    all.push(serde_json::to_value(crate::controller::deployment::deployment()));
     let mut all: Vec<serde_json::Value> = all.into_iter().map(|v| v.expect("objects serialize")).collect();
     all.extend(rbac::objects());
     all
@@ -124,6 +126,7 @@ pub async fn run(global: &GlobalArgs, args: InstallArgs) -> anyhow::Result<()> {
             "Role" => apply::<Role>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             "RoleBinding" => apply::<RoleBinding>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             "CronJob" => apply::<CronJob>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
+            "Deployment" => apply::<Deployment>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             other => unreachable!("install has no {other}"),
         }
     }

@@ -84,18 +84,7 @@ pub async fn run(global: &GlobalArgs, cmd: MaintenanceCommand) -> anyhow::Result
         let name = profile.metadata.name.clone().unwrap_or_default();
         let period = catalog::period_of(profile)?.expect("only immutable profiles are maintained");
         let storage = catalog::profile_storage(&cluster, profile).await?;
-        // Repositories are the prefixes that ever held a restic `config` under this cluster's root
-        // (a delete marker on a config must not take its repository out of maintenance).
-        let root = layout::cluster_root(&cluster_id);
-        let mut repositories: Vec<String> = storage
-            .list_versions(&root)
-            .await?
-            .into_iter()
-            .filter(|v| !v.delete_marker)
-            .filter_map(|v| v.key.strip_suffix("config").map(str::to_string))
-            .filter(|prefix| prefix.ends_with('/') && !prefix.contains("/maintenance/"))
-            .collect();
-        repositories.dedup();
+        let repositories = maintenance::repositories(storage.as_ref(), &layout::cluster_root(&cluster_id)).await?;
         for repository in repositories {
             let store: std::sync::Arc<dyn VersionedStorage> = storage.clone();
             // One repository's failure does not stop the others.

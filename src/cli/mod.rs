@@ -4,6 +4,7 @@
 //! Errors are printed as one line on stderr (`error: what failed: why; what to do`) with exit code 1;
 //! usage errors exit with 2 (clap's convention).
 
+pub mod controller;
 pub mod datamover;
 pub mod dr;
 pub mod install;
@@ -57,8 +58,8 @@ impl GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Install the CRDs, the kasten-io namespace, the k10 ServiceAccount and RBAC, and the
-    /// retention-maintenance CronJob (idempotent).
+    /// Install the CRDs, the kasten-io namespace, the k10 ServiceAccount and RBAC, the
+    /// retention-maintenance CronJob and the controller (idempotent).
     Install(install::InstallArgs),
     /// Location profiles: where backups go, validated for Object Lock immutability.
     #[command(subcommand)]
@@ -82,6 +83,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// The in-cluster controller: validates profiles and policies, runs policies on schedule and
+    /// RunActions, serves metrics (run by the k10-controller Deployment).
+    Controller(controller::ControllerArgs),
     /// The in-cluster data mover (run by Jobs).
     #[command(subcommand)]
     Datamover(datamover::DataMoverCommand),
@@ -116,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restorepoint(cmd) => restorepoint::run(&cli.global, cmd).await,
         Command::Restore(args) => restore::run(&cli.global, args).await,
         Command::Datamover(cmd) => datamover::run(cmd).await,
+        Command::Controller(args) => controller::run(&cli.global, args).await,
         Command::Dr(cmd) => dr::run(&cli.global, cmd).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;

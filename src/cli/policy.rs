@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use tabled::Tabled;
 
 use super::output::{self, Format, OutputArgs};
@@ -15,7 +14,8 @@ use crate::api::{
     PolicySpec, Retention, APP_NAMESPACE_KEY, K10_NAMESPACE,
 };
 use crate::backup::{self, retention};
-use crate::catalog;
+use crate::catalog::{self, validation};
+use crate::schedule::Frequency;
 use crate::k8s::jobs::ProductJob;
 use crate::k8s::Cluster;
 
@@ -56,10 +56,11 @@ pub enum PolicyCommand {
     },
     /// Delete a policy (its restore points stay).
     Delete { name: String },
-    /// Run a policy now.
+    /// Run a policy now: through a RunAction that the controller runs and this command follows,
+    /// or (`--wait`, or no controller running) here.
     Run {
         name: String,
-        /// Run here and wait for the result (otherwise a Job in kasten-io runs it).
+        /// Run here, in this process, and wait for the result (also where no controller runs).
         #[arg(long)]
         wait: bool,
         /// Refuse to run if the policy's profile is not immutable.
@@ -117,25 +118,6 @@ fn policies(cluster: &Cluster) -> Api<Policy> {
     Api::namespaced(cluster.client.clone(), &cluster.namespace)
 }
 
-/// The CronJob schedule of a frequency, `None` for on-demand policies.
-pub fn schedule(frequency: &str) -> anyhow::Result<Option<String>> {
-    match frequency {
-        "@onDemand" => Ok(None),
-        "@hourly" | "@daily" | "@weekly" | "@monthly" | "@yearly" => Ok(Some(frequency.to_string())),
-        cron => {
-            let fields: Vec<&str> = cron.split_whitespace().collect();
-            let valid = fields.len() == 5
-                && fields
-                    .iter()
-                    .all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)));
-            if !valid {
-                bail!("invalid frequency {cron:?}: use @hourly, @daily, @weekly, @monthly, @yearly, @onDemand or a 5-field cron expression such as \"0 */6 * * *\"");
-            }
-            Ok(Some(cron.to_string()))
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn create(
     cluster: &Cluster,
@@ -147,7 +129,7 @@ async fn create(
     retention: Retention,
     require_immutable: bool,
 ) -> anyhow::Result<()> {
-    let cron = schedule(frequency)?;
+    let schedule = Frequency::parse(frequency, None)?;
     let api = policies(cluster);
     if api
         .get_opt(name)
@@ -183,17 +165,21 @@ async fn create(
             label_selector.match_labels.insert(k.trim().into(), v.trim().into());
         }
     }
-    let policy = Policy::new(
+    let mut policy = Policy::new(
         name,
         PolicySpec {
             comment: None,
             frequency: frequency.into(),
+            sub_frequency: None,
+            paused: false,
+            other: Default::default(),
             retention,
             selector: label_selector,
             actions: vec![
                 PolicyAction {
                     action: "backup".into(),
                     export_parameters: None,
+                    other: Default::default(),
                 },
                 PolicyAction {
                     action: "export".into(),
@@ -203,68 +189,28 @@ async fn create(
                             name: profile.into(),
                             namespace: cluster.namespace.clone(),
                         },
-                        export_data: ExportData { enabled: true },
+                        export_data: ExportData::default(),
+                        other: Default::default(),
                     }),
+                    other: Default::default(),
                 },
             ],
         },
     );
+    if require_immutable {
+        policy.metadata.annotations = Some(BTreeMap::from([(validation::REQUIRE_IMMUTABLE_ANNOTATION.to_string(), "true".to_string())]));
+    }
     api.create(&PostParams::default(), &policy)
         .await
         .map_err(|e| cluster.err(e, format!("create policy {name:?}")))?;
-    if let Some(schedule) = cron {
-        apply_cronjob(cluster, name, &schedule, &["policy", "run", name, "--wait"]).await?;
-        println!("policy {name:?} created: runs {frequency} (CronJob {K10_NAMESPACE}/{})", cronjob_name(name));
+    if schedule.is_scheduled() {
+        println!("policy {name:?} created: the controller runs it {frequency} (`kubectl get policy {name} -n {} -o yaml` shows its next run)", cluster.namespace);
     } else {
         println!("policy {name:?} created: runs on demand (`kubectl k10 policy run {name}`)");
     }
     for w in super::dr::warnings(cluster).await? {
         super::output::line_to_stderr(&format!("warning: {w}"));
     }
-    Ok(())
-}
-
-/// The CronJob in kasten-io that runs a scheduled policy.
-pub fn cronjob_name(policy: &str) -> String {
-    format!("k10-policy-{policy}")
-}
-
-/// The scheduled run: a CronJob running `kubectl-k10 <args>` in kasten-io.
-pub async fn apply_cronjob(cluster: &Cluster, policy: &str, schedule: &str, args: &[&str]) -> anyhow::Result<()> {
-    let job = ProductJob {
-        namespace: cluster.namespace.clone(),
-        name: cronjob_name(policy),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        secret_env: BTreeMap::new(),
-        mount: None,
-        node_name: None,
-        labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
-        timeout: std::time::Duration::from_secs(24 * 3600),
-        owner: None,
-    };
-    let template = job.job();
-    let cronjob = CronJob {
-        metadata: ObjectMeta {
-            name: Some(cronjob_name(policy)),
-            namespace: Some(cluster.namespace.clone()),
-            labels: template.metadata.labels.clone(),
-            ..Default::default()
-        },
-        spec: Some(CronJobSpec {
-            schedule: schedule.into(),
-            concurrency_policy: Some("Forbid".into()),
-            job_template: JobTemplateSpec {
-                metadata: None,
-                spec: template.spec,
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let api: Api<CronJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    api.patch(&cronjob_name(policy), &PatchParams::apply("k10").force(), &Patch::Apply(&cronjob))
-        .await
-        .map_err(|e| cluster.err(e, format!("apply CronJob {}", cronjob_name(policy))))?;
     Ok(())
 }
 
@@ -369,8 +315,6 @@ async fn delete(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
         .delete(name, &DeleteParams::default())
         .await
         .map_err(|e| cluster.err(e, format!("delete policy {name:?}")))?;
-    let cronjobs: Api<CronJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let _ = cronjobs.delete(&cronjob_name(name), &DeleteParams::default()).await;
     println!("policy {name:?} deleted (its restore points stay)");
     Ok(())
 }
@@ -378,6 +322,9 @@ async fn delete(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
 async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: bool, job: Option<backup::RunJob>) -> anyhow::Result<()> {
     let policy = get_policy(cluster, name).await?;
     if !wait {
+        if let Some(leader) = crate::controller::leader::live_leader(cluster, K10_NAMESPACE).await? {
+            return follow_run_action(cluster, name, &leader).await;
+        }
         let job = ProductJob {
             namespace: cluster.namespace.clone(),
             name: format!("k10-policy-run-{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
@@ -390,16 +337,24 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
             owner: None,
         };
         job.start(cluster).await?;
-        println!("policy {name:?} is running in Job {}/{}; follow it with `kubectl logs -f job/{} -n {}`", job.namespace, job.name, job.name, job.namespace);
+        println!("no controller is running (no live Lease {K10_NAMESPACE}/{}): policy {name:?} is running in Job {}/{}; follow it with `kubectl logs -f job/{} -n {}`", crate::controller::leader::LEASE_NAME, job.namespace, job.name, job.name, job.namespace);
         return Ok(());
     }
     let started = std::time::Instant::now();
     let progress = output::Progress::new();
     let result = backup::run_policy(cluster, &policy, require_immutable, job.as_ref(), &|line| progress.step(line)).await;
     progress.finish();
+    let runs: &[backup::NamespaceRun] = match &result {
+        Ok(runs) => runs,
+        Err(backup::BackupError::Partial { runs, .. }) => runs,
+        Err(_) => &[],
+    };
     let patch = serde_json::json!({"status": {
         "lastRunTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "lastRunResult": if result.is_ok() { "Succeeded" } else { "Failed" },
+        "lastRunDurationSeconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        "lastRunBytes": runs.iter().map(|r| r.uploaded).sum::<u64>(),
+        "lastRestorePoints": runs.iter().map(|r| format!("{}/{}", r.namespace, r.restore_point)).collect::<Vec<_>>(),
     }});
     if let Err(e) = policies(cluster).patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         super::output::line_to_stderr(&format!("warning: could not record the run in policy {name:?}'s status: {}", cluster.err(e, "patch policy status")));
@@ -422,5 +377,37 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
         return Err(e.into());
     }
     println!("policy {name:?} run succeeded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Hands the run to the controller: a RunAction, followed until it ends.
+async fn follow_run_action(cluster: &Cluster, policy: &str, leader: &str) -> anyhow::Result<()> {
+    use crate::api::{RunAction, RunActionSpec, Subject, STATE_COMPLETE, STATE_FAILED};
+    let api: Api<RunAction> = Api::all(cluster.client.clone());
+    let mut action = RunAction::new("", RunActionSpec {
+        subject: Subject { kind: "Policy".into(), name: policy.into(), namespace: K10_NAMESPACE.into() },
+    });
+    action.metadata.name = None;
+    action.metadata.generate_name = Some(format!("run-{}-", policy.chars().take(40).collect::<String>()));
+    let made = api
+        .create(&PostParams::default(), &action)
+        .await
+        .map_err(|e| catalog::not_installed(cluster.err(e, "create a RunAction"), "RunAction"))?;
+    let name = made.metadata.name.clone().unwrap_or_default();
+    println!("policy {policy:?}: RunAction {name} created; the controller ({leader}) runs it (`kubectl get runaction {name} -o yaml`)");
+    let started = std::time::Instant::now();
+    let ended = |r: Option<&RunAction>| r.and_then(|r| r.status.as_ref()).and_then(|s| s.state.as_deref()).is_some_and(|s| s == STATE_COMPLETE || s == STATE_FAILED);
+    let done = kube::runtime::wait::await_condition(api, &name, ended)
+        .await
+        .with_context(|| format!("following RunAction {name}"))?
+        .with_context(|| format!("RunAction {name} was deleted before it ended"))?;
+    let status = done.status.unwrap_or_default();
+    if status.state.as_deref() == Some(STATE_FAILED) {
+        bail!("RunAction {name} failed: {}", status.error.map(|e| e.message).unwrap_or_default());
+    }
+    for point in &status.restore_points {
+        println!("restore point {point}");
+    }
+    println!("policy {policy:?} run succeeded in {:.1} s (Job {}/{})", started.elapsed().as_secs_f64(), K10_NAMESPACE, status.job.unwrap_or_default());
     Ok(())
 }

@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use tabled::Tabled;
 
 use super::output::{self, Format, OutputArgs};
 use super::GlobalArgs;
 use crate::api::{
-    CredentialSpec, LocationSpec, ObjectReference, ObjectStoreSpec, Profile, ProfileSpec, ProfileStatus,
-    ValidationCheck, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SECRET_TYPE, K10_NAMESPACE,
+    CredentialSpec, LocationSpec, ObjectReference, ObjectStoreSpec, Profile, ProfileSpec,
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SECRET_TYPE, K10_NAMESPACE,
 };
-use crate::catalog::{self, profiles};
+use crate::catalog::{self, profiles, validation};
 use crate::k8s::Cluster;
 use crate::objectstore::lock::ProtectionPeriod;
 use crate::objectstore::validate::{self, Outcome, Report, Scope};
@@ -170,26 +170,14 @@ fn print_report(location: &Location, report: &Report) {
 }
 
 async fn validate_saved(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
-    let api = profiles(cluster);
     let profile = catalog::get_profile(cluster, name).await?;
-    let credentials = catalog::profile_credentials(cluster, &profile).await?;
-    let location = catalog::location_of(&profile);
-    let scope = if profile.object_store().protection_period.is_some() {
-        Scope::Immutability
-    } else {
-        Scope::Reachability
-    };
-    let report = check_bucket(&location, &credentials, scope).await?;
-    print_report(&location, &report);
-    let period_problem = catalog::period_of(&profile)?
-        .zip(report.retention_days)
-        .and_then(|(period, days)| period.check_against(days).err());
-    if let Some(problem) = &period_problem {
+    let v = validation::validate_profile(cluster, &profile).await?;
+    print_report(&catalog::location_of(&profile), &v.report);
+    if let Some(problem) = &v.period_problem {
         println!("  ✗ Protection period: {problem}");
     }
-    let ok = report.passed() && period_problem.is_none();
-    save_status(cluster, &api, name, &report, ok).await?;
-    if !ok {
+    validation::save_profile_status(cluster, name, &v.status(profile.metadata.generation)).await?;
+    if !v.passed() {
         bail!("profile {name:?} failed validation (status updated; see the failed checks above)");
     }
     println!("profile {name:?} is valid");
@@ -252,6 +240,7 @@ async fn create(
                     endpoint: location.endpoint.clone(),
                     skip_ssl_verify: location.skip_ssl_verify,
                     protection_period: period.map(ProtectionPeriod::to_duration_string),
+                    other: Default::default(),
                 },
                 credential: CredentialSpec {
                     secret_type: "AwsAccessKey".into(),
@@ -261,8 +250,11 @@ async fn create(
                         name: secret_name.clone(),
                         namespace: cluster.namespace.clone(),
                     },
+                    other: Default::default(),
                 },
+                other: Default::default(),
             },
+            other: Default::default(),
         },
     );
     if let Err(e) = api.create(&PostParams::default(), &profile).await {
@@ -272,38 +264,13 @@ async fn create(
         }
         return Err(cluster.err(e, format!("create profile {name:?}")).into());
     }
-    save_status(cluster, &api, name, &report, true).await?;
+    let made = api.get(name).await.map_err(|e| cluster.err(e, format!("read profile {name:?}")))?;
+    let v = validation::ProfileValidation { report, period_problem: None };
+    validation::save_profile_status(cluster, name, &v.status(made.metadata.generation)).await?;
     match period {
         Some(period) => println!("profile {name:?} created: Object Immutability enabled, protection period {period}"),
         None => println!("profile {name:?} created (Object Immutability disabled)"),
     }
-    Ok(())
-}
-
-async fn save_status(cluster: &Cluster, api: &Api<Profile>, name: &str, report: &Report, ok: bool) -> anyhow::Result<()> {
-    let status = ProfileStatus {
-        validation: Some(if ok { "Success" } else { "Failed" }.into()),
-        validated_at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        checks: report
-            .checks
-            .iter()
-            .map(|c| ValidationCheck {
-                name: c.name.into(),
-                result: match c.outcome {
-                    Outcome::Passed => "Passed",
-                    Outcome::Failed => "Failed",
-                    Outcome::Unchecked => "Unchecked",
-                    Outcome::NotRun => "NotRun",
-                }
-                .into(),
-                message: c.message.clone(),
-            })
-            .collect(),
-    };
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| cluster.err(e, format!("update the status of profile {name:?}")))?;
     Ok(())
 }
 

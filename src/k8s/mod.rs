@@ -86,6 +86,11 @@ impl K8sError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, K8sError::NotFound { .. })
     }
+
+    /// A 409: the object exists already, or changed since it was read.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, K8sError::Refused { code: 409, .. })
+    }
 }
 
 /// The innermost message of an error chain ("Connection refused (os error 111)"), first line only:

@@ -10,7 +10,7 @@
 //!   keeps the catalog (restore points). It writes nothing else outside `kasten-io`: no Secret,
 //!   no Job, no Pod, no RBAC object.
 //! * Role `k10` in `kasten-io` — the product's own namespace: its Secrets, claims, Jobs,
-//!   CronJobs, profiles and policies.
+//!   profiles and policies, Events, and the controller's leader Lease.
 //! * ClusterRole `k10-applications` — `restore` and `restorepoint verify`, and data movers beside live
 //!   volumes: creates and deletes the kinds a restore recreates, in any namespace. This is the
 //!   widest need (creating Pods or workloads in a namespace runs code as any ServiceAccount
@@ -70,6 +70,8 @@ pub const CLUSTER: &[Grant] = &[
     Grant { groups: &["snapshot.storage.k8s.io"], resources: &["volumesnapshots"], verbs: &["get", "list", "create", "delete"], why: "cutting a CSI snapshot of a volume, exposing it in kasten-io; removing what an interrupted run left" },
     Grant { groups: &["snapshot.storage.k8s.io"], resources: &["volumesnapshotcontents"], verbs: &["get", "list", "create", "patch", "delete"], why: "moving a snapshot into kasten-io (import its handle, set the original to Retain, delete it)" },
     Grant { groups: &["apps.kio.kasten.io"], resources: &["restorepoints", "restorepointcontents"], verbs: &["get", "list", "create", "delete"], why: "the catalog: recording restore points, retention, DR" },
+    Grant { groups: &["actions.kio.kasten.io"], resources: &["runactions"], verbs: &["get", "list", "watch", "create"], why: "RunActions (cluster-scoped): the controller runs them, `policy run` creates one" },
+    Grant { groups: &["actions.kio.kasten.io"], resources: &["runactions/status"], verbs: &["patch", "update"], why: "a RunAction's state, error and restore points" },
 ];
 
 /// Role `k10` in kasten-io: the product's own namespace.
@@ -77,12 +79,12 @@ pub const OWN_NAMESPACE: &[Grant] = &[
     Grant { groups: &[""], resources: &["secrets"], verbs: &["create", "delete"], why: "profile keys, repository passwords, the DR passphrase, data mover Secrets" },
     Grant { groups: &[""], resources: &["configmaps"], verbs: &["create", "update", "delete"], why: "claims (creating a repository once; a stale claim is taken over by a conditional replace)" },
     Grant { groups: &[""], resources: &["persistentvolumeclaims"], verbs: &["create", "delete"], why: "clones of CSI snapshots for the data movers" },
-    Grant { groups: &[""], resources: &["events"], verbs: &["list"], why: "why a Job's pod cannot start" },
+    Grant { groups: &[""], resources: &["events"], verbs: &["list", "create"], why: "why a Job's pod cannot start; the controller's Events on profiles and policies" },
     Grant { groups: &[""], resources: &["pods/log"], verbs: &["get"], why: "a Job's output" },
-    Grant { groups: &["batch"], resources: &["jobs"], verbs: &["create", "patch", "delete"], why: "control Jobs and data movers (created suspended, resumed once what they own exists)" },
-    Grant { groups: &["batch"], resources: &["cronjobs"], verbs: &["create", "patch", "delete"], why: "policy schedules" },
-    Grant { groups: &["config.kio.kasten.io"], resources: &["profiles", "policies"], verbs: &["get", "list", "create", "patch", "update", "delete"], why: "`profile`, `policy`, DR restore" },
+    Grant { groups: &["batch"], resources: &["jobs"], verbs: &["create", "patch", "delete", "watch"], why: "control Jobs and data movers (created suspended, resumed once what they own exists); the controller follows the runs it starts" },
+    Grant { groups: &["config.kio.kasten.io"], resources: &["profiles", "policies"], verbs: &["get", "list", "watch", "create", "patch", "update", "delete"], why: "`profile`, `policy`, DR restore; the controller watches them" },
     Grant { groups: &["config.kio.kasten.io"], resources: &["profiles/status", "policies/status"], verbs: &["patch", "update"], why: "validation results and the last run of a policy" },
+    Grant { groups: &["coordination.k8s.io"], resources: &["leases"], verbs: &["get", "create", "update"], why: "electing the controller's leader among its replicas" },
 ];
 
 /// ClusterRole `k10-applications`: restore, verify, and data movers beside live volumes.

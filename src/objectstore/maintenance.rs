@@ -94,6 +94,42 @@ pub async fn run_at(store: Arc<dyn VersionedStorage>, prefix: &str, period: Prot
     Ok(report)
 }
 
+/// The earliest end among the locks of the versions in use under `prefix`, read from the store
+/// without changing anything (a version without a lock ends `now`). `None` when nothing is in
+/// use. Cost: the version listing and one lock read per version.
+pub async fn horizon(store: Arc<dyn VersionedStorage>, prefix: &str, now: Time) -> Result<Option<Time>> {
+    let versions = store.list_versions(prefix).await?;
+    let locks: Vec<Result<Option<Time>>> = stream::iter(in_use(&versions))
+        .map(|v| {
+            let store = store.clone();
+            async move { store.lock_until(&v.key, &v.version_id).await }
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    let mut earliest: Option<Time> = None;
+    for lock in locks {
+        let until = lock?.unwrap_or(now);
+        earliest = Some(earliest.map_or(until, |e| e.min(until)));
+    }
+    Ok(earliest)
+}
+
+/// The repositories under a cluster's root: every prefix that ever held a restic `config` (a
+/// delete marker on a config must not take its repository out of maintenance).
+pub async fn repositories(store: &dyn VersionedStorage, cluster_root: &str) -> Result<Vec<String>> {
+    let mut repositories: Vec<String> = store
+        .list_versions(cluster_root)
+        .await?
+        .into_iter()
+        .filter(|v| !v.delete_marker)
+        .filter_map(|v| v.key.strip_suffix("config").map(str::to_string))
+        .filter(|prefix| prefix.ends_with('/') && !prefix.contains("/maintenance/"))
+        .collect();
+    repositories.dedup();
+    Ok(repositories)
+}
+
 enum Outcome {
     LongEnough(Time),
     Extended,

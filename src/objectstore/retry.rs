@@ -240,7 +240,7 @@ pub fn patience_from_env() -> Duration {
         .unwrap_or(DEFAULT_PATIENCE)
 }
 
-fn parse_duration(text: &str) -> Option<Duration> {
+pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),

@@ -563,7 +563,6 @@ impl Cluster {
         }
         for policy in [namespace, k10::dr::DR_POLICY] {
             delete("policies.config.kio.kasten.io", policy, Some("kasten-io"))?;
-            delete("cronjob", &k10::cli::policy::cronjob_name(policy), Some("kasten-io"))?;
         }
         let mut secrets = vec![k10::dr::DEFAULT_PASSPHRASE_SECRET.to_string()];
         secrets.extend(namespace_uid.map(k10::backup::password_secret_name));
