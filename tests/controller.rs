@@ -355,3 +355,73 @@ async fn the_protection_horizon_drops_below_p_without_maintenance_and_recovers_w
     let back = eventually(30, "the horizon to recover", || horizon().filter(|h| *h >= 30.0));
     assert!(back >= 30.0 + 9.0, "maintenance extends to P + 20 days: {back}");
 }
+
+/// After a DR restore on a new installation, the restored policies (the DR policy too) run on
+/// their schedule again: the controller needs nothing but the Policy objects.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_dr_restore_the_restored_policies_run_on_schedule_with_no_command() {
+    use support::apiserver::{ApiServer, ApiServerOptions};
+    use support::cli::{binary, K10};
+    let f = Fixture::new().await;
+    tree::small(&f.volume("data"));
+    f.kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=correct horse battery staple"]);
+    f.k10.run(&["policy", "create", "shop", "--namespaces", "shop", "--profile", "immutable", "--frequency", "* * * * *"]).ok();
+    f.k10.run(&["dr", "enable", "--profile", "immutable", "--frequency", "* * * * *"]).ok();
+    f.k10.run(&["dr", "run"]).ok();
+
+    // A new cluster: install, the passphrase, a profile on the bucket, the DR restore.
+    let dir = tempfile::tempdir().unwrap();
+    let new = ApiServer::start_in_background(ApiServerOptions {
+        k10_binary: Some(binary()),
+        volumes_root: dir.path().join("volumes"),
+        default_namespace_uid: Some("0a1b2c3d-0000-4000-8000-0000000ca11e".into()),
+        ..Default::default()
+    });
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl").arg("--kubeconfig").arg(new.kubeconfig_path()).args(args).output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let admin = K10::new(new.kubeconfig_path()).with_env("AWS_ACCESS_KEY_ID", &f.s3.access_key).with_env("AWS_SECRET_ACCESS_KEY", &f.s3.secret_key);
+    admin.run(&["install"]).ok();
+    let k10 = admin.acting_as_service_account(&new);
+    kubectl(&["create", "secret", "generic", "k10-dr-secret", "-n", "kasten-io", "--from-literal", "key=correct horse battery staple"]);
+    k10.run(&["profile", "create", "recovery", "--bucket", &f.bucket, "--endpoint", &f.s3.endpoint]).ok();
+    k10.run(&["dr", "restore", "--source-cluster-id", &f.server.default_namespace_uid(), "--profile", "recovery"]).ok();
+    // The application's namespace is back too (as a restore would bring it).
+    kubectl(&["create", "namespace", "shop"]);
+    let claim = dir.path().join("claim.yaml");
+    std::fs::write(&claim, "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: shop}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n").unwrap();
+    kubectl(&["apply", "-f", claim.to_str().unwrap()]);
+    tree::small(&new.volumes_root().join("shop").join("data"));
+
+    // The controller on the new cluster, and no other command.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let log = dir.path().join("controller.log");
+    let mut controller = k10
+        .command(&["controller", "--identity", "new-cluster", "--metrics-address", &address, "--lease-duration", "4s"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let succeeded = |policy: &str| {
+        let jobs = kubectl(&["get", "jobs", "-n", "kasten-io", "-l", &format!("k10.kasten.io/policy={policy}"), "-o", "json"]);
+        let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+        jobs["items"].as_array().unwrap().iter().any(|j| j["status"]["succeeded"] == 1)
+    };
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(200, "both restored policies to run", || (succeeded("shop") && succeeded(k10::dr::DR_POLICY)).then_some(()))
+    }));
+    let _ = controller.kill();
+    let _ = controller.wait();
+    if ran.is_err() {
+        panic!("the restored policies did not run; controller log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    // The shop's run made a restore point in the new cluster; the DR run a snapshot under its ID.
+    let points = kubectl(&["get", "restorepoints.apps.kio.kasten.io", "-n", "shop", "-o", "name"]);
+    assert!(points.lines().any(|l| l.contains("shop-")), "{points}");
+    use k10::objectstore::storage::Storage;
+    let written = f.storage().list(&k10::repo::layout::cluster_root("0a1b2c3d-0000-4000-8000-0000000ca11e")).await.unwrap();
+    assert!(written.iter().any(|o| o.key.contains("/catalog/")), "no DR snapshot of the new cluster: {written:?}");
+}
