@@ -213,10 +213,10 @@ async fn a_policy_run_rides_out_an_api_server_that_fails_for_20_seconds() {
     let f = support::app::Fixture::new().await;
     support::app::fill(&f.volume("data"), &f.volume("www-db-0"));
     f.k10.run(&["policy", "create", "shop-backup", "--namespaces", "shop", "--profile", "immutable"]).ok();
-    // The first read of a data mover's Job is where the API server starts failing: every request
-    // answered with a 500 for 20 seconds (its storage failing), while the mover's pod goes on, as
-    // on a real node.
-    let first_wait = f.server.hold("GET", "/apis/batch/v1/namespaces/shop/jobs/k10-backup");
+    // The first read of a data mover's Job (the list its watch starts with) is where the API
+    // server starts failing: every request answered with a 500 for 20 seconds (its storage
+    // failing), while the mover's pod goes on, as on a real node. The watch resumes after it.
+    let first_wait = f.server.hold("GET", "/apis/batch/v1/namespaces/shop/jobs?metadata.name%3Dk10-backup");
     let k10 = f.k10.clone();
     let run = std::thread::spawn(move || k10.run(&["policy", "run", "shop-backup", "--wait"]));
     first_wait.reached(std::time::Duration::from_secs(120)).await;

@@ -63,7 +63,7 @@ fn regenerated(group: &str, plural: &str, obj: &DynamicObject) -> bool {
         .metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .and_then(|l| l.get(crate::k8s::MANAGED_BY_KEY))
         .is_some_and(|v| v == "k10");
     controlled
         || ours

@@ -25,7 +25,7 @@ use crate::api::{RestorePointContent, K10_NAMESPACE};
 use crate::k8s::{Cluster, K8sError};
 use crate::repo::{Repo, Writable};
 
-pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub use crate::k8s::MANAGED_BY_KEY as MANAGED_BY;
 /// The uid of the control Job whose run made an object (absent for a command-line run).
 pub const CONTROL_JOB_LABEL: &str = "k10.kasten.io/control-job";
 /// The application namespace an object serves (for objects outside it).

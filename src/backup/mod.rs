@@ -180,7 +180,7 @@ pub async fn claim_repository_password(cluster: &Cluster, name: &str) -> Result<
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(K10_NAMESPACE.into()),
-            labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())])),
+            labels: Some(crate::k8s::managed_by()),
             ..Default::default()
         },
         data: Some(BTreeMap::from([("password".into(), ByteString(password.clone().into_bytes()))])),

@@ -1,6 +1,7 @@
 //! The catalog as stored in Kubernetes: the cluster's identity, profiles and their credentials,
 //! and the storage a profile opens. Everything the commands share about these lives here.
 
+pub mod policies;
 pub mod validation;
 
 use std::sync::Arc;
@@ -34,8 +35,14 @@ pub enum CatalogError {
         #[source]
         source: PeriodError,
     },
-    #[error("profile {0:?} is not immutable (it has no protection period)")]
+    #[error("profile {0:?} is not immutable (no Object Lock protection period); choose an immutable profile or drop --require-immutable")]
     NotImmutable(String),
+    #[error("policy {name:?} already exists in namespace {namespace}; delete it first or choose another name")]
+    PolicyExists { name: String, namespace: String },
+    #[error("namespace {0:?} not found; create it first or fix --namespaces")]
+    NamespaceNotFound(String),
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
     #[error("the cluster has no `default` namespace, whose UID is the cluster ID")]
     NoClusterId,
     #[error(transparent)]

@@ -1,16 +1,11 @@
 //! `kubectl k10 dr …`: disaster recovery of k10's own catalog.
 
-use std::collections::BTreeMap;
-
 use anyhow::bail;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams};
 
 use super::output;
 use super::GlobalArgs;
-use crate::api::{
-    ExportData, ExportParameters, LabelSelector, NamespacedName, Policy, PolicyAction, PolicySpec, Profile, Retention,
-    K10_NAMESPACE,
-};
+use crate::api::{Policy, Profile, K10_NAMESPACE};
 use crate::catalog;
 use crate::dr::{self, DEFAULT_PASSPHRASE_SECRET, DR_POLICY, PASSPHRASE_ANNOTATION};
 use crate::k8s::Cluster;
@@ -79,46 +74,7 @@ pub async fn run(global: &GlobalArgs, cmd: DrCommand) -> anyhow::Result<()> {
             frequency,
             passphrase_secret,
         } => {
-            crate::schedule::Frequency::parse(&frequency, None)?;
-            dr::check_passphrase(&passphrase_secret, &dr::passphrase(&cluster, &passphrase_secret).await?)?;
-            catalog::get_profile(&cluster, &profile).await?;
-            let policy = Policy {
-                metadata: ObjectMeta {
-                    name: Some(DR_POLICY.into()),
-                    namespace: Some(K10_NAMESPACE.into()),
-                    annotations: Some(BTreeMap::from([(PASSPHRASE_ANNOTATION.into(), passphrase_secret)])),
-                    ..Default::default()
-                },
-                spec: PolicySpec {
-                    comment: Some("k10 disaster recovery: the catalog, encrypted under the DR passphrase".into()),
-                    frequency: frequency.clone(),
-                    sub_frequency: None,
-                    paused: false,
-                    other: Default::default(),
-                    retention: Retention::default(),
-                    selector: LabelSelector::default(),
-                    actions: vec![PolicyAction {
-                        action: "backup".into(),
-                        export_parameters: Some(ExportParameters {
-                            frequency: frequency.clone(),
-                            profile: NamespacedName {
-                                name: profile.clone(),
-                                namespace: K10_NAMESPACE.into(),
-                            },
-                            export_data: ExportData::default(),
-                            other: Default::default(),
-                        }),
-                        other: Default::default(),
-                    }],
-                },
-                status: None,
-            };
-            let api: Api<Policy> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
-            match api.create(&PostParams::default(), &policy).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 => bail!("disaster recovery is already enabled (policy {DR_POLICY}); delete it with `kubectl k10 policy delete {DR_POLICY}` to change it"),
-                Err(e) => return Err(cluster.err(e, "create the DR policy").into()),
-            }
+            dr::enable(&cluster, &profile, &frequency, &passphrase_secret).await?;
             println!("disaster recovery enabled: the catalog goes to profile {profile:?} {frequency}");
             println!("cluster ID: {} (keep it with the passphrase: recovery needs both)", catalog::cluster_id(&cluster).await?);
             for w in warnings(&cluster).await? {

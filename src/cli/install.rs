@@ -39,7 +39,7 @@ pub fn maintenance_cronjob() -> CronJob {
         secret_env: Default::default(),
         mount: None,
         node_name: None,
-        labels: [("app.kubernetes.io/managed-by".to_string(), "k10".to_string())].into(),
+        labels: crate::k8s::managed_by(),
         timeout: std::time::Duration::from_secs(12 * 3600),
         owner: None,
     }

@@ -3,19 +3,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use tabled::Tabled;
 
 use super::output::{self, Format, OutputArgs};
 use super::GlobalArgs;
-use crate::api::{
-    ExportData, ExportParameters, LabelSelector, LabelSelectorRequirement, NamespacedName, Policy, PolicyAction,
-    PolicySpec, Retention, APP_NAMESPACE_KEY, K10_NAMESPACE,
-};
+use crate::api::{LabelSelector, Policy, Retention, APP_NAMESPACE_KEY, K10_NAMESPACE};
 use crate::backup::{self, retention};
-use crate::catalog::{self, validation};
-use crate::schedule::Frequency;
+use crate::catalog::policies::{self, NewPolicy};
+use crate::catalog;
 use crate::k8s::jobs::ProductJob;
 use crate::k8s::Cluster;
 
@@ -129,80 +125,21 @@ async fn create(
     retention: Retention,
     require_immutable: bool,
 ) -> anyhow::Result<()> {
-    let schedule = Frequency::parse(frequency, None)?;
-    let api = policies(cluster);
-    if api
-        .get_opt(name)
-        .await
-        .map_err(|e| catalog::not_installed(cluster.err(e, "read policies"), "Policy"))?
-        .is_some()
-    {
-        bail!("policy {name:?} already exists in namespace {}; delete it first or choose another name", cluster.namespace);
+    let mut labels = BTreeMap::new();
+    for pair in selector.iter().flat_map(|s| s.split(',')).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').with_context(|| format!("invalid selector {pair:?}: use key=value"))?;
+        labels.insert(k.trim().to_string(), v.trim().to_string());
     }
-    let p = catalog::get_profile(cluster, profile).await?;
-    if require_immutable && catalog::period_of(&p)?.is_none() {
-        bail!("profile {profile:?} is not immutable (no Object Lock protection period); choose an immutable profile or drop --require-immutable");
-    }
-    let all: Api<Namespace> = Api::all(cluster.client.clone());
-    for ns in &namespaces {
-        if all.get_opt(ns).await.map_err(|e| cluster.err(e, format!("read namespace {ns}")))?.is_none() {
-            bail!("namespace {ns:?} not found; create it first or fix --namespaces");
-        }
-    }
-    let mut label_selector = LabelSelector::default();
-    if !namespaces.is_empty() {
-        label_selector.match_expressions.push(LabelSelectorRequirement {
-            key: APP_NAMESPACE_KEY.into(),
-            operator: "In".into(),
-            values: namespaces,
-        });
-    }
-    if let Some(sel) = selector {
-        for pair in sel.split(',').filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .with_context(|| format!("invalid selector {pair:?}: use key=value"))?;
-            label_selector.match_labels.insert(k.trim().into(), v.trim().into());
-        }
-    }
-    let mut policy = Policy::new(
-        name,
-        PolicySpec {
-            comment: None,
-            frequency: frequency.into(),
-            sub_frequency: None,
-            paused: false,
-            other: Default::default(),
-            retention,
-            selector: label_selector,
-            actions: vec![
-                PolicyAction {
-                    action: "backup".into(),
-                    export_parameters: None,
-                    other: Default::default(),
-                },
-                PolicyAction {
-                    action: "export".into(),
-                    export_parameters: Some(ExportParameters {
-                        frequency: frequency.into(),
-                        profile: NamespacedName {
-                            name: profile.into(),
-                            namespace: cluster.namespace.clone(),
-                        },
-                        export_data: ExportData::default(),
-                        other: Default::default(),
-                    }),
-                    other: Default::default(),
-                },
-            ],
-        },
-    );
-    if require_immutable {
-        policy.metadata.annotations = Some(BTreeMap::from([(validation::REQUIRE_IMMUTABLE_ANNOTATION.to_string(), "true".to_string())]));
-    }
-    api.create(&PostParams::default(), &policy)
-        .await
-        .map_err(|e| cluster.err(e, format!("create policy {name:?}")))?;
+    let new = NewPolicy {
+        name: name.into(),
+        namespaces,
+        labels,
+        profile: profile.into(),
+        frequency: frequency.into(),
+        retention,
+        require_immutable,
+    };
+    let (_, schedule) = policies::create_policy(cluster, new).await?;
     if schedule.is_scheduled() {
         println!("policy {name:?} created: the controller runs it {frequency} (`kubectl get policy {name} -n {} -o yaml` shows its next run)", cluster.namespace);
     } else {
@@ -332,7 +269,7 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
             secret_env: BTreeMap::new(),
             mount: None,
             node_name: None,
-            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+            labels: crate::k8s::managed_by(),
             timeout: std::time::Duration::from_secs(24 * 3600),
             owner: None,
         };

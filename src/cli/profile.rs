@@ -412,7 +412,7 @@ async fn create_secret(cluster: &Cluster, name: &str, credentials: &Credentials)
         metadata: ObjectMeta {
             name: Some(name.into()),
             namespace: Some(cluster.namespace.clone()),
-            labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())])),
+            labels: Some(crate::k8s::managed_by()),
             ..Default::default()
         },
         type_: Some(AWS_SECRET_TYPE.into()),

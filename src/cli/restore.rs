@@ -59,7 +59,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
             secret_env: BTreeMap::new(),
             mount: None,
             node_name: None,
-            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+            labels: crate::k8s::managed_by(),
             timeout: std::time::Duration::from_secs(24 * 3600),
             owner: None,
         };

@@ -48,14 +48,11 @@ use crate::objectstore::maintenance;
 use crate::repo::layout;
 use metrics::Metrics;
 
-/// Labels on the Jobs the controller starts.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "k10");
+/// Labels on the Jobs the controller starts (with [`crate::k8s::managed_by`]).
 pub const POLICY_LABEL: &str = "k10.kasten.io/policy";
 pub const RUN_ACTION_LABEL: &str = "k10.kasten.io/runaction";
 /// Set on a Job once its outcome was reported (an Event, the policy's status).
 pub const REPORTED_ANNOTATION: &str = "k10.kasten.io/reported";
-/// The due time a scheduled Job runs for (RFC 3339).
-pub const DUE_ANNOTATION: &str = "k10.kasten.io/due";
 /// The maintenance CronJob `install` and the chart create.
 pub const MAINTENANCE_CRONJOB: &str = "k10-maintenance";
 
@@ -158,7 +155,7 @@ impl Leader {
     fn new(cluster: Cluster, options: Options, metrics: Arc<Metrics>) -> Leader {
         let wake = Arc::new(tokio::sync::Notify::new());
         let client = cluster.client.clone();
-        let job_labels = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        let job_labels = format!("{}={}", crate::k8s::MANAGED_BY_KEY, crate::k8s::MANAGED_BY_VALUE);
         Leader {
             policies: reflect(Api::namespaced(client.clone(), K10_NAMESPACE), watcher::Config::default(), &wake),
             profiles: reflect(Api::namespaced(client.clone(), K10_NAMESPACE), watcher::Config::default(), &wake),
@@ -355,7 +352,8 @@ impl Leader {
             Some(due) => format!("{prefix}-{}", due.format("%Y%m%d%H%M")),
             None => prefix.to_string(),
         };
-        let mut labels = BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()), (POLICY_LABEL.to_string(), short(&name, 63))]);
+        let mut labels = crate::k8s::managed_by();
+        labels.insert(POLICY_LABEL.to_string(), short(&name, 63));
         if let Some(o) = &owner {
             labels.insert(RUN_ACTION_LABEL.into(), short(&o.name, 63));
         }

@@ -45,6 +45,10 @@ pub enum DrError {
     NoPassphraseToRestore(String),
     #[error("the DR passphrase in Secret {K10_NAMESPACE}/{secret} is too weak: {why}. The catalog's key file is in the bucket, so whoever reads the bucket can guess the passphrase offline, and it opens every profile key and repository password: use at least {MIN_PASSPHRASE_CHARS} characters and about {MIN_PASSPHRASE_BITS} bits (five random words, or 16 random characters of mixed kinds), then update the Secret")]
     WeakPassphrase { secret: String, why: String },
+    #[error("disaster recovery is already enabled (policy {DR_POLICY}); delete it with `kubectl k10 policy delete {DR_POLICY}` to change it")]
+    AlreadyEnabled,
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
@@ -58,6 +62,44 @@ pub enum DrError {
 }
 
 pub type Result<T, E = DrError> = std::result::Result<T, E>;
+
+/// Enables DR: checks the frequency, the passphrase (present and strong) and the profile, then
+/// creates the DR policy, which exports the catalog to `profile` at `frequency`.
+pub async fn enable(cluster: &Cluster, profile: &str, frequency: &str, passphrase_secret: &str) -> Result<Policy> {
+    crate::schedule::Frequency::parse(frequency, None)?;
+    check_passphrase(passphrase_secret, &passphrase(cluster, passphrase_secret).await?)?;
+    catalog::get_profile(cluster, profile).await?;
+    let export = crate::api::ExportParameters {
+        frequency: frequency.into(),
+        profile: crate::api::NamespacedName {
+            name: profile.into(),
+            namespace: K10_NAMESPACE.into(),
+        },
+        export_data: Default::default(),
+        other: Default::default(),
+    };
+    let mut policy = Policy::new(
+        DR_POLICY,
+        crate::api::PolicySpec {
+            comment: Some("k10 disaster recovery: the catalog, encrypted under the DR passphrase".into()),
+            frequency: frequency.into(),
+            sub_frequency: None,
+            paused: false,
+            retention: Default::default(),
+            selector: Default::default(),
+            actions: vec![catalog::policies::action("backup", Some(export))],
+            other: Default::default(),
+        },
+    );
+    policy.metadata.namespace = Some(K10_NAMESPACE.into());
+    policy.metadata.annotations = Some([(PASSPHRASE_ANNOTATION.to_string(), passphrase_secret.to_string())].into());
+    let api: Api<Policy> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
+    match api.create(&kube::api::PostParams::default(), &policy).await {
+        Ok(made) => Ok(made),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(DrError::AlreadyEnabled),
+        Err(e) => Err(cluster.err(e, "create the DR policy").into()),
+    }
+}
 
 /// The shortest DR passphrase `dr enable` accepts.
 pub const MIN_PASSPHRASE_CHARS: usize = 16;

@@ -28,7 +28,7 @@ fn config_map(name: &str, holder: &str, resource_version: Option<String>) -> Con
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(K10_NAMESPACE.into()),
-            labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())])),
+            labels: Some(crate::k8s::managed_by()),
             resource_version,
             ..Default::default()
         },

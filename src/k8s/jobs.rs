@@ -314,64 +314,88 @@ impl ProductJob {
         }
     }
 
+    /// Follows the Job through a watch (which resumes from its resourceVersion after a dropped
+    /// connection or an API server restart, and lists afresh when that version expired) until it
+    /// completes or fails; every 3 s, what its pod is doing and whether the cluster says it
+    /// cannot start.
     async fn wait(&self, cluster: &Cluster, jobs: &Api<Job>, progress: &(dyn Fn(&str) + Sync)) -> Result<String, JobError> {
+        use futures::StreamExt;
+        use kube::runtime::watcher::{self, Event as Watched};
+        use kube::runtime::WatchStreamExt;
         let deadline = tokio::time::Instant::now() + self.timeout;
         let started = tokio::time::Instant::now();
-        let mut round = 0u64;
         let mut told = String::new();
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
+        let mut updates = std::pin::pin!(watcher::watcher(jobs.clone(), config).default_backoff());
+        let mut tick = tokio::time::interval(Duration::from_secs(3));
         loop {
-            round += 1;
-            let job = jobs
-                .get(&self.name)
-                .await
-                .map_err(|e| cluster.err(e, format!("read Job {}/{}", self.namespace, self.name)))?;
-            let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-            let is = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
-            if is("Complete").is_some() {
-                return Ok(self.log(cluster).await);
-            }
-            if let Some(failed) = is("Failed") {
-                let reason = failed
-                    .message
-                    .clone()
-                    .or_else(|| failed.reason.clone())
-                    .unwrap_or_else(|| "failed".into());
-                return Err(JobError::Failed {
-                    namespace: self.namespace.clone(),
-                    name: self.name.clone(),
-                    reason,
-                    log: self.log(cluster).await,
-                });
-            }
-            // Every 3 s: what the pod is doing, and why it does not run, if the cluster says it
-            // cannot.
-            let why = match round % 10 {
-                1 => {
+            tokio::select! {
+                update = updates.next() => match update {
+                    Some(Ok(Watched::Apply(job) | Watched::InitApply(job))) => {
+                        if let Some(outcome) = self.outcome(cluster, &job).await {
+                            return outcome;
+                        }
+                    }
+                    Some(Ok(Watched::Delete(_))) => {
+                        return Err(JobError::Failed {
+                            namespace: self.namespace.clone(),
+                            name: self.name.clone(),
+                            reason: "the Job was deleted before it finished".into(),
+                            log: String::new(),
+                        })
+                    }
+                    Some(Ok(_)) => {}
+                    // The watch is retried with backoff; an API server that is down is waited out.
+                    Some(Err(e)) => tracing::debug!("watching Job {}/{}: {e}", self.namespace, self.name),
+                    None => {
+                        return Err(JobError::Failed {
+                            namespace: self.namespace.clone(),
+                            name: self.name.clone(),
+                            reason: "its watch ended".into(),
+                            log: String::new(),
+                        })
+                    }
+                },
+                _ = tick.tick() => {
                     if let Some(doing) = self.pod_state(cluster).await.filter(|d| *d != told) {
                         progress(&format!("pod {doing}"));
                         told = doing;
                     }
-                    self.cannot_start(cluster, started.elapsed()).await
+                    if let Some((reason, advice)) = self.cannot_start(cluster, started.elapsed()).await {
+                        return Err(JobError::CannotStart {
+                            namespace: self.namespace.clone(),
+                            name: self.name.clone(),
+                            reason,
+                            advice,
+                        });
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(JobError::TimedOut {
+                            namespace: self.namespace.clone(),
+                            name: self.name.clone(),
+                            seconds: self.timeout.as_secs(),
+                        });
+                    }
                 }
-                _ => None,
-            };
-            if let Some((reason, advice)) = why {
-                return Err(JobError::CannotStart {
-                    namespace: self.namespace.clone(),
-                    name: self.name.clone(),
-                    reason,
-                    advice,
-                });
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(JobError::TimedOut {
-                    namespace: self.namespace.clone(),
-                    name: self.name.clone(),
-                    seconds: self.timeout.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    /// The end of the Job, if it has ended: its output, or why it failed.
+    async fn outcome(&self, cluster: &Cluster, job: &Job) -> Option<Result<String, JobError>> {
+        let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let is = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True").cloned();
+        if is("Complete").is_some() {
+            return Some(Ok(self.log(cluster).await));
+        }
+        let failed = is("Failed")?;
+        let reason = failed.message.clone().or_else(|| failed.reason.clone()).unwrap_or_else(|| "failed".into());
+        Some(Err(JobError::Failed {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            reason,
+            log: self.log(cluster).await,
+        }))
     }
 
     /// Why the Job's pod cannot run, if the cluster says so: refused at admission (the Job's

@@ -23,6 +23,15 @@ pub struct ClusterOptions {
     pub namespace: Option<String>,
 }
 
+/// The label every object k10 makes carries: `app.kubernetes.io/managed-by: k10`.
+pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "k10";
+
+/// [`MANAGED_BY_KEY`]: [`MANAGED_BY_VALUE`], as labels to start from.
+pub fn managed_by() -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([(MANAGED_BY_KEY.to_string(), MANAGED_BY_VALUE.to_string())])
+}
+
 /// A connected client and the namespace the command works in.
 #[derive(Clone)]
 pub struct Cluster {

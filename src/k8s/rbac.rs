@@ -60,6 +60,7 @@ pub const CLUSTER: &[Grant] = &[
     Grant { groups: &["apps"], resources: CAPTURED[1].1, verbs: READ, why: "capturing an application (workloads)" },
     Grant { groups: &["autoscaling"], resources: CAPTURED[2].1, verbs: READ, why: "capturing an application" },
     Grant { groups: &["batch"], resources: CAPTURED[3].1, verbs: READ, why: "capturing an application; following the product's Jobs; telling a live run from an interrupted one" },
+    Grant { groups: &["batch"], resources: &["jobs"], verbs: &["watch"], why: "waiting for the product's Jobs (data movers beside live volumes too) by watch" },
     Grant { groups: &["networking.k8s.io"], resources: CAPTURED[4].1, verbs: READ, why: "capturing an application" },
     Grant { groups: &["policy"], resources: CAPTURED[5].1, verbs: READ, why: "capturing an application" },
     Grant { groups: &["rbac.authorization.k8s.io"], resources: CAPTURED[6].1, verbs: READ, why: "capturing an application's Roles and RoleBindings (read only)" },

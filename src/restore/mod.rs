@@ -223,7 +223,7 @@ impl Opened {
                 read_only: verb != "restore",
             }),
             node_name: None,
-            labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "k10".into())]),
+            labels: crate::k8s::managed_by(),
             timeout: JOB_TIMEOUT,
             owner: None,
         }

@@ -100,7 +100,12 @@ async fn route(
     }
     let held = {
         let mut holds = lock(&shared.holds);
-        let at = holds.iter().position(|h| h.method == method.as_str() && uri.path().starts_with(&h.path));
+        // `path[?fragment]`: the path starts with `path`, and the query contains `fragment`.
+        let matches = |h: &store::Hold| {
+            let (path, fragment) = h.path.split_once('?').unwrap_or((h.path.as_str(), ""));
+            uri.path().starts_with(path) && uri.query().unwrap_or_default().contains(fragment)
+        };
+        let at = holds.iter().position(|h| h.method == method.as_str() && matches(h));
         at.map(|i| holds.remove(i))
     };
     if let Some(hold) = held {

@@ -245,7 +245,8 @@
 //!   can be deleted under it.
 //!
 //! # Test hooks
-//! [`ApiServer::hold`] stops the next request of a method whose path starts with a prefix, before
+//! [`ApiServer::hold`] stops the next request of a method whose path starts with a prefix (and, for
+//! `prefix?fragment`, whose query contains the fragment, such as a watch's field selector), before
 //! it is authorized or stored, until the test releases it; it is then answered with a 500 and
 //! never stored, as a request is lost when its client dies. Tests kill a client (a control pod)
 //! at an exact step with it.
