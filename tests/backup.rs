@@ -211,20 +211,15 @@ async fn bad_policies_are_refused() {
     let pod = &controller["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(container["command"], serde_json::json!(["kubectl-k10"]));
-    assert_eq!(container["args"], serde_json::json!(["controller"]));
+    // It also runs retention maintenance, daily.
+    assert_eq!(container["args"], serde_json::json!(["controller", "--maintenance-frequency", "@daily", "--maintenance-timeout", "21600s"]));
     // It uses the API as the k10 ServiceAccount, as a non-root user.
     assert_eq!(pod["serviceAccountName"], "k10");
     assert_eq!(container["securityContext"]["runAsNonRoot"], true);
     assert_eq!(container["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
     f.k10.run(&["policy", "delete", "hourly"]).ok();
     let cronjobs = f.kubectl(&["get", "cronjobs", "-n", "kasten-io", "-o", "name"]);
-    assert_eq!(cronjobs.trim(), "cronjob.batch/k10-maintenance", "the only CronJob is install's maintenance");
-    // install's retention maintenance runs daily, as the k10 ServiceAccount.
-    let maintenance = f.json(&["get", "cronjob", "k10-maintenance", "-n", "kasten-io"]);
-    assert_eq!(maintenance["spec"]["schedule"], "@daily");
-    let pod = &maintenance["spec"]["jobTemplate"]["spec"]["template"]["spec"];
-    assert_eq!(pod["containers"][0]["args"], serde_json::json!(["maintenance", "run"]));
-    assert_eq!(pod["serviceAccountName"], "k10");
+    assert_eq!(cronjobs.trim(), "", "no CronJob: the controller schedules");
 }
 
 #[tokio::test(flavor = "multi_thread")]

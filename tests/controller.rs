@@ -327,7 +327,7 @@ async fn the_protection_horizon_drops_below_p_without_maintenance_and_recovers_w
     tree::small(&f.volume("data"));
     f.k10.run(&["policy", "create", "p", "--namespaces", "shop", "--profile", "immutable"]).ok();
     f.k10.run(&["policy", "run", "p", "--wait"]).ok();
-    let controller = Replica::start(&f, "controller-h", &["--horizon-every", "1s"]);
+    let controller = Replica::start(&f, "controller-h", &["--horizon-every", "1s", "--maintenance-frequency", "off"]);
     let horizon = || controller.metric("k10_protection_horizon_days{profile=\"immutable\"}");
     assert_eq!(eventually(30, "the period metric", || controller.metric("k10_protection_period_days{profile=\"immutable\"}")), 30.0);
     let fresh = eventually(30, "the horizon metric", horizon);
@@ -350,10 +350,15 @@ async fn the_protection_horizon_drops_below_p_without_maintenance_and_recovers_w
     let low = eventually(30, "the horizon to drop", || horizon().filter(|h| *h < 30.0));
     assert!((1.9..=2.0).contains(&low), "horizon {low}");
 
-    // Maintenance extends it; the horizon is back above P.
-    f.k10.run(&["maintenance", "run"]).ok();
-    let back = eventually(30, "the horizon to recover", || horizon().filter(|h| *h >= 30.0));
+    // The controller's maintenance, due every minute now, extends it: the horizon is back above P.
+    drop(controller);
+    let controller = Replica::start(&f, "controller-h", &["--horizon-every", "1s", "--maintenance-frequency", "* * * * *"]);
+    let horizon = || controller.metric("k10_protection_horizon_days{profile=\"immutable\"}");
+    let back = eventually(150, "the horizon to recover", || horizon().filter(|h| *h >= 30.0));
     assert!(back >= 30.0 + 9.0, "maintenance extends to P + 20 days: {back}");
+    assert_eq!(eventually(30, "the maintenance metric", || controller.metric("k10_maintenance_last_run_success")), 1.0);
+    let jobs = f.json(&["get", "jobs", "-n", "kasten-io", "-l", "k10.kasten.io/maintenance=true"]);
+    assert!(jobs["items"][0]["metadata"]["name"].as_str().unwrap().starts_with("k10-maintenance-"), "{jobs}");
 }
 
 /// After a DR restore on a new installation, the restored policies (the DR policy too) run on

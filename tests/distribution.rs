@@ -11,7 +11,7 @@ use support::helm;
 const MANIFEST: &str = "krew/k10.yaml";
 const CHART: &str = "charts/k10";
 const NS: &str = "kasten-io";
-const CRONJOB: &str = "k10-maintenance";
+const CONTROLLER: &str = "k10-controller";
 
 fn repo_file(path: &str) -> String {
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -128,9 +128,8 @@ fn object<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     helm::find(docs, kind, name).unwrap_or_else(|| panic!("no {kind} {name} in {docs:#?}"))
 }
 
-fn container(cronjob: &Value) -> &Value {
-    let containers =
-        cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"].as_sequence().expect("containers");
+fn container(deployment: &Value) -> &Value {
+    let containers = deployment["spec"]["template"]["spec"]["containers"].as_sequence().expect("containers");
     assert_eq!(containers.len(), 1, "one container: {containers:#?}");
     &containers[0]
 }
@@ -146,7 +145,7 @@ fn refused(sets: &[(&str, &str)], fragments: &[&str]) {
     }
 }
 
-/// The structure every rendered object must have, and the maintenance CronJob's invariants.
+/// The structure every rendered object must have.
 #[track_caller]
 fn check_objects(docs: &[Value]) {
     assert!(!docs.is_empty(), "nothing rendered");
@@ -163,21 +162,19 @@ fn check_objects(docs: &[Value]) {
     }
 }
 
+/// The controller's invariants: the product's image and ServiceAccount, non-root with a
+/// read-only root, and the maintenance schedule it is given.
 #[track_caller]
-fn check_maintenance(cronjob: &Value, schedule: &str, image: &str) {
-    assert_eq!(cronjob["apiVersion"].as_str(), Some("batch/v1"));
-    let spec = &cronjob["spec"];
-    assert_eq!(spec["schedule"].as_str(), Some(schedule));
-    assert_eq!(spec["concurrencyPolicy"].as_str(), Some("Forbid"));
-    let pod = &spec["jobTemplate"]["spec"]["template"]["spec"];
+fn check_controller(deployment: &Value, maintenance: &str, timeout: &str, image: &str) {
+    assert_eq!(deployment["apiVersion"].as_str(), Some("apps/v1"));
+    let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"].as_str(), Some("k10"));
-    assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "pod runAsNonRoot");
     assert!(pod["securityContext"]["runAsUser"].as_u64().is_some_and(|u| u > 0), "pod runs as a non-root uid");
 
-    let c = container(cronjob);
+    let c = container(deployment);
     assert_eq!(strings(&c["command"]), ["kubectl-k10"]);
-    assert_eq!(strings(&c["args"]), ["maintenance", "run"]);
+    assert_eq!(strings(&c["args"]), ["controller", "--maintenance-frequency", maintenance, "--maintenance-timeout", timeout]);
     assert_eq!(c["image"].as_str(), Some(image));
     let sc = &c["securityContext"];
     assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true), "container runAsNonRoot");
@@ -188,6 +185,8 @@ fn check_maintenance(cronjob: &Value, schedule: &str, image: &str) {
     // With a read-only root, HOME must point at the writable volume.
     let env = c["env"].as_sequence().expect("env");
     assert!(env.iter().any(|e| e["name"].as_str() == Some("HOME") && e["value"].as_str() == Some("/tmp")), "{env:?}");
+    // The Jobs it starts run its own image.
+    assert!(env.iter().any(|e| e["name"].as_str() == Some("K10_IMAGE") && e["value"].as_str() == Some(image)), "{env:?}");
     let mounts = c["volumeMounts"].as_sequence().expect("volumeMounts");
     assert!(mounts.iter().any(|m| m["mountPath"].as_str() == Some("/tmp")), "{mounts:?}");
 }
@@ -229,7 +228,6 @@ fn renders_with_default_values() {
             "ClusterRoleBinding/k10",
             "ClusterRoleBinding/k10-applications",
             "ClusterRoleBinding/k10-custom-resources",
-            "CronJob/k10-maintenance",
             "Deployment/k10-controller",
             "Role/k10",
             "RoleBinding/k10",
@@ -237,20 +235,20 @@ fn renders_with_default_values() {
         ]
     );
 
-    let cronjob = object(&docs, "CronJob", CRONJOB);
+    let controller = object(&docs, "Deployment", CONTROLLER);
     let image = format!("k10/kubectl-k10:{}", env!("CARGO_PKG_VERSION"));
-    check_maintenance(cronjob, "@daily", &image);
-    assert_eq!(cronjob["spec"]["suspend"].as_bool(), Some(false));
-    let c = container(cronjob);
+    check_controller(controller, "@daily", "21600s", &image);
+    assert_eq!(controller["spec"]["replicas"].as_u64(), Some(2));
+    let c = container(controller);
     assert_eq!(c["imagePullPolicy"].as_str(), Some("IfNotPresent"));
-    assert_eq!(c["resources"]["limits"]["memory"].as_str(), Some("512Mi"));
+    assert_eq!(c["resources"]["limits"]["memory"].as_str(), Some("256Mi"));
 }
 
 /// The chart's controller Deployment runs what `install` applies, the same way.
 #[test]
 fn the_controller_is_what_install_deploys() {
     let docs = render(&[]);
-    let got = serde_json::to_value(object(&docs, "Deployment", "k10-controller")).unwrap();
+    let got = serde_json::to_value(object(&docs, "Deployment", CONTROLLER)).unwrap();
     let want = serde_json::to_value(k10::controller::deployment::deployment()).unwrap();
     let (got_pod, want_pod) = (&got["spec"]["template"]["spec"], &want["spec"]["template"]["spec"]);
     assert_eq!(got["spec"]["replicas"], want["spec"]["replicas"]);
@@ -263,7 +261,7 @@ fn the_controller_is_what_install_deploys() {
     }
     // Off by a value: no Deployment.
     let docs = render(&[("controller.enabled", "false")]);
-    assert!(helm::find(&docs, "Deployment", "k10-controller").is_none());
+    assert!(helm::find(&docs, "Deployment", CONTROLLER).is_none());
 }
 
 #[test]
@@ -287,23 +285,21 @@ fn renders_with_customised_values() {
         ("image.tag", "0.1.0-rc1"),
         ("image.pullPolicy", "Always"),
         ("maintenance.schedule", "30 1 */2 * *"),
-        ("maintenance.suspend", "true"),
         ("maintenance.timeout", "7200"),
-        ("resources.requests.cpu", "200m"),
-        ("resources.requests.memory", "256Mi"),
-        ("resources.limits.memory", "1Gi"),
+        ("controller.replicas", "3"),
+        ("controller.resources.requests.cpu", "200m"),
+        ("controller.resources.requests.memory", "256Mi"),
+        ("controller.resources.limits.memory", "1Gi"),
         ("podLabels.team", "storage"),
         ("serviceAccount.annotations.example\\.com/role", "backup"),
     ];
     let docs = render(&sets);
     check_objects(&docs);
-    let cronjob = object(&docs, "CronJob", CRONJOB);
-    check_maintenance(cronjob, "30 1 */2 * *", "acme/kubectl-k10:0.1.0-rc1");
-    assert_eq!(cronjob["spec"]["suspend"].as_bool(), Some(true));
-    let job = &cronjob["spec"]["jobTemplate"]["spec"];
-    assert_eq!(job["activeDeadlineSeconds"].as_u64(), Some(7200));
-    assert_eq!(job["template"]["metadata"]["labels"]["team"].as_str(), Some("storage"));
-    let c = container(cronjob);
+    let controller = object(&docs, "Deployment", CONTROLLER);
+    check_controller(controller, "30 1 */2 * *", "7200s", "acme/kubectl-k10:0.1.0-rc1");
+    assert_eq!(controller["spec"]["replicas"].as_u64(), Some(3));
+    assert_eq!(controller["spec"]["template"]["metadata"]["labels"]["team"].as_str(), Some("storage"));
+    let c = container(controller);
     assert_eq!(c["imagePullPolicy"].as_str(), Some("Always"));
     assert_eq!(c["resources"]["requests"]["cpu"].as_str(), Some("200m"));
     assert_eq!(c["resources"]["requests"]["memory"].as_str(), Some("256Mi"));
@@ -313,13 +309,13 @@ fn renders_with_customised_values() {
 
     for schedule in ["@hourly", "0 3 * * *", "*/15 */6 * * *"] {
         let docs = render(&[("maintenance.schedule", schedule)]);
-        assert_eq!(object(&docs, "CronJob", CRONJOB)["spec"]["schedule"].as_str(), Some(schedule));
+        assert_eq!(strings(&container(object(&docs, "Deployment", CONTROLLER))["args"])[2], schedule);
     }
 
-    // Without the schedule the rest still installs.
+    // Maintenance off: the controller is told so (and the rest still installs).
     let docs = render(&[("maintenance.enabled", "false")]);
     check_objects(&docs);
-    assert!(helm::find(&docs, "CronJob", CRONJOB).is_none(), "maintenance.enabled=false renders no CronJob");
+    assert_eq!(strings(&container(object(&docs, "Deployment", CONTROLLER))["args"])[2], "off");
     assert!(helm::find(&docs, "ClusterRole", "k10").is_some());
 }
 
@@ -334,6 +330,7 @@ fn bad_values_are_refused_by_the_schema() {
     refused(&[("schedule", "@daily")], &["schema", "schedule"]);
     refused(&[("image.pullPolicy", "Sometimes")], &["/image/pullPolicy"]);
     refused(&[("image.repository", "")], &["/image/repository"]);
-    refused(&[("maintenance.suspend", "yes")], &["/maintenance/suspend"]);
-    refused(&[("resources.limits.memory", "lots")], &["/resources/limits/memory"]);
+    refused(&[("maintenance.suspend", "yes")], &["schema", "suspend"]);
+    refused(&[("controller.resources.limits.memory", "lots")], &["/controller/resources/limits/memory"]);
+    refused(&[("controller.replicas", "-1")], &["/controller/replicas"]);
 }

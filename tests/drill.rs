@@ -160,7 +160,7 @@ async fn on_a_real_cluster_and_bucket_the_drill_recovers_and_cleans_up() {
         let left: Vec<&str> = left.lines().filter(|l| !l.ends_with("/default")).collect();
         assert_eq!(
             left,
-            ["cronjob.batch/k10-maintenance", "serviceaccount/k10", "role.rbac.authorization.k8s.io/k10", "rolebinding.rbac.authorization.k8s.io/k10"],
+            ["serviceaccount/k10", "role.rbac.authorization.k8s.io/k10", "rolebinding.rbac.authorization.k8s.io/k10"],
             "left behind in kasten-io (install's own objects stay)"
         );
         let (_, cluster_wide) = t.kubectl(&["get", "clusterroles,clusterrolebindings", "-o", "name"]);

@@ -1,9 +1,8 @@
 //! `kubectl k10 install`: applies the catalog's CRDs, the `kasten-io` namespace, the `k10`
-//! ServiceAccount and its RBAC, the daily retention-maintenance CronJob and the controller's
-//! Deployment (idempotent: server-side apply).
+//! ServiceAccount and its RBAC, and the controller's Deployment, which also runs retention
+//! maintenance (idempotent: server-side apply).
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -14,7 +13,6 @@ use serde::Serialize;
 use super::output::{self, Format};
 use super::GlobalArgs;
 use crate::api::{self, K10_NAMESPACE};
-use crate::k8s::jobs::ProductJob;
 use crate::k8s::{rbac, Cluster};
 
 /// The name of the ServiceAccount, ClusterRole and ClusterRoleBinding.
@@ -28,37 +26,6 @@ pub struct InstallArgs {
     /// Output format of --dry-run.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
     pub format: Format,
-}
-
-/// Retention maintenance every day (the contract asks for at least every 2 days).
-pub fn maintenance_cronjob() -> CronJob {
-    let job = ProductJob {
-        namespace: K10_NAMESPACE.into(),
-        name: "k10-maintenance".into(),
-        args: vec!["maintenance".into(), "run".into()],
-        secret_env: Default::default(),
-        mount: None,
-        node_name: None,
-        labels: crate::k8s::managed_by(),
-        timeout: std::time::Duration::from_secs(12 * 3600),
-        owner: None,
-    }
-    .job();
-    CronJob {
-        metadata: ObjectMeta {
-            name: Some("k10-maintenance".into()),
-            namespace: Some(K10_NAMESPACE.into()),
-            labels: job.metadata.labels.clone(),
-            ..Default::default()
-        },
-        spec: Some(CronJobSpec {
-            schedule: "@daily".into(),
-            concurrency_policy: Some("Forbid".into()),
-            job_template: JobTemplateSpec { metadata: None, spec: job.spec },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 /// The Pod Security level `kasten-io` enforces: its control pods meet `restricted`, but data
@@ -84,7 +51,6 @@ pub fn objects() -> Vec<serde_json::Value> {
         },
         ..Default::default()
     }));
-    all.push(serde_json::to_value(maintenance_cronjob()));
     all.push(serde_json::to_value(crate::controller::deployment::deployment()));
     let mut all: Vec<serde_json::Value> = all.into_iter().map(|v| v.expect("objects serialize")).collect();
     all.extend(rbac::objects());
@@ -125,7 +91,6 @@ pub async fn run(global: &GlobalArgs, args: InstallArgs) -> anyhow::Result<()> {
             "ClusterRoleBinding" => apply::<ClusterRoleBinding>(&cluster, Api::all(cluster.client.clone()), obj).await?,
             "Role" => apply::<Role>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             "RoleBinding" => apply::<RoleBinding>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
-            "CronJob" => apply::<CronJob>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             "Deployment" => apply::<Deployment>(&cluster, Api::namespaced(cluster.client.clone(), K10_NAMESPACE), obj).await?,
             other => unreachable!("install has no {other}"),
         }

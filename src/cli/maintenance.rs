@@ -1,5 +1,5 @@
 //! `kubectl k10 maintenance run`: retention maintenance of every repository of the immutable
-//! profiles (run it at least every 2 days; the chart's CronJob does).
+//! profiles (run it at least every 2 days; the controller does, daily by default).
 
 use anyhow::bail;
 use kube::api::ListParams;

@@ -58,8 +58,8 @@ impl GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Install the CRDs, the kasten-io namespace, the k10 ServiceAccount and RBAC, the
-    /// retention-maintenance CronJob and the controller (idempotent).
+    /// Install the CRDs, the kasten-io namespace, the k10 ServiceAccount and RBAC, and the
+    /// controller, which runs policies and retention maintenance (idempotent).
     Install(install::InstallArgs),
     /// Location profiles: where backups go, validated for Object Lock immutability.
     #[command(subcommand)]

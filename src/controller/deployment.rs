@@ -10,6 +10,9 @@ pub const NAME: &str = "k10-controller";
 /// Two replicas: one leads, the other takes over within the Lease duration.
 pub const REPLICAS: i32 = 2;
 pub const METRICS_PORT: i32 = 8080;
+/// Retention maintenance: daily (the contract asks for every 2 days at least), 6 hours at most.
+pub const MAINTENANCE_FREQUENCY: &str = "@daily";
+pub const MAINTENANCE_TIMEOUT: &str = "21600s";
 
 pub fn deployment() -> Deployment {
     let labels = serde_json::json!({"app.kubernetes.io/name": "k10", "app.kubernetes.io/component": "controller"});
@@ -32,7 +35,7 @@ pub fn deployment() -> Deployment {
                         "name": "controller",
                         "image": image(),
                         "command": ["kubectl-k10"],
-                        "args": ["controller"],
+                        "args": ["controller", "--maintenance-frequency", MAINTENANCE_FREQUENCY, "--maintenance-timeout", MAINTENANCE_TIMEOUT],
                         "env": [
                             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                             // The Jobs it starts run the same image.

@@ -13,6 +13,8 @@
 //!   runs.
 //! - runs RunActions (`actions.kio.kasten.io/v1alpha1`, K10's on-demand API) as Jobs and reports
 //!   their state, error and restore points;
+//! - runs retention maintenance on its own schedule (`--maintenance-frequency`, daily by default),
+//!   as a Job per due time;
 //! - exports [`metrics`], the protection horizon among them.
 //!
 //! It learns of changes through watches (kube-rs reflectors, which resume from their
@@ -53,8 +55,12 @@ pub const POLICY_LABEL: &str = "k10.kasten.io/policy";
 pub const RUN_ACTION_LABEL: &str = "k10.kasten.io/runaction";
 /// Set on a Job once its outcome was reported (an Event, the policy's status).
 pub const REPORTED_ANNOTATION: &str = "k10.kasten.io/reported";
-/// The maintenance CronJob `install` and the chart create.
-pub const MAINTENANCE_CRONJOB: &str = "k10-maintenance";
+/// On the retention-maintenance Jobs the controller starts.
+pub const MAINTENANCE_LABEL: &str = "k10.kasten.io/maintenance";
+/// A due maintenance run is started only within this long after its due time: a finished Job
+/// stays a day ([`crate::k8s::jobs::JOB_TTL_SECONDS`]), so its name still answers "already run"
+/// for as long as the due time may be started.
+const MAINTENANCE_LATENESS: chrono::Duration = chrono::Duration::hours(23);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -66,6 +72,10 @@ pub struct Options {
     pub revalidate_every: Duration,
     /// How often the protection horizon is read from the buckets (one lock read per object).
     pub horizon_every: Duration,
+    /// When retention maintenance runs (`None`: never; the contract asks for every 2 days at least).
+    pub maintenance: Option<crate::schedule::Frequency>,
+    /// How long one maintenance run may take.
+    pub maintenance_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +230,9 @@ impl Leader {
         }
         if let Err(e) = self.report_finished_jobs().await {
             tracing::warn!("reporting finished Jobs: {e}");
+        }
+        if let Some(due) = self.maintenance_pass(now).await {
+            next = Some(next.map_or(due, |n| n.min(due)));
         }
         self.maintenance_metrics();
         use std::sync::atomic::Ordering;
@@ -491,13 +504,47 @@ impl Leader {
         Ok(())
     }
 
-    /// The newest finished Job of the maintenance CronJob.
+    /// Starts retention maintenance (`kubectl-k10 maintenance run`) as a Job when it is due; the
+    /// Job's name comes from the due time, so it runs once per due time. A due time whose run
+    /// finds the previous one still going is skipped. Returns the next due time.
+    async fn maintenance_pass(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let schedule = self.options.maintenance.as_ref()?;
+        let maintenance_jobs: Vec<Arc<Job>> = self.jobs.state().into_iter().filter(|j| label(j, MAINTENANCE_LABEL).is_some()).collect();
+        let active = maintenance_jobs.iter().any(|j| j.status.as_ref().is_none_or(|s| s.completion_time.is_none()) && !job_failed(j));
+        if let Some(due) = schedule.due_between(now - MAINTENANCE_LATENESS, now) {
+            let name = format!("k10-maintenance-{}", due.format("%Y%m%d%H%M"));
+            let started = maintenance_jobs.iter().any(|j| j.name_any() == name);
+            if !started && !active {
+                let mut labels = crate::k8s::managed_by();
+                labels.insert(MAINTENANCE_LABEL.into(), "true".into());
+                let job = ProductJob {
+                    namespace: K10_NAMESPACE.into(),
+                    name,
+                    args: vec!["maintenance".into(), "run".into()],
+                    secret_env: BTreeMap::new(),
+                    mount: None,
+                    node_name: None,
+                    labels,
+                    timeout: self.options.maintenance_timeout,
+                    owner: None,
+                };
+                match job.start(&self.cluster).await {
+                    Ok(()) => tracing::info!("maintenance due at {} started as Job {K10_NAMESPACE}/{}", rfc3339(due), job.name),
+                    Err(crate::k8s::jobs::JobError::K8s(e)) if e.is_conflict() => {}
+                    Err(e) => tracing::warn!("maintenance due at {} could not start: {e}", rfc3339(due)),
+                }
+            }
+        }
+        schedule.next_after(now)
+    }
+
+    /// The newest finished maintenance Job.
     fn maintenance_metrics(&self) {
         let newest = self
             .jobs
             .state()
             .into_iter()
-            .filter(|j| j.owner_references().iter().any(|o| o.kind == "CronJob" && o.name == MAINTENANCE_CRONJOB))
+            .filter(|j| label(j, MAINTENANCE_LABEL).is_some())
             .filter_map(|j| {
                 let s = j.status.clone()?;
                 let end = s.completion_time.map(|t| t.0.as_second()).or_else(|| job_failed(&j).then(|| j.meta().creation_timestamp.as_ref().map(|t| t.0.as_second())).flatten())?;

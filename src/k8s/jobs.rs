@@ -131,7 +131,7 @@ impl ProductJob {
         }
     }
 
-    /// The Job object (also the template of a CronJob).
+    /// The Job object.
     pub fn job(&self) -> Job {
         let secret = self.secret_name();
         let env = self

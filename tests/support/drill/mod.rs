@@ -541,7 +541,7 @@ impl Cluster {
     }
 
     /// Deletes what the drill made in this cluster: the namespace, its restore points and their
-    /// contents, the policy and the DR policy with their CronJobs, the profiles and the Secrets
+    /// contents, the policy and the DR policy, the profiles and the Secrets
     /// they use, and the objects of the k10restore chart (`chart`, when it was applied).
     fn delete_drill_objects(&self, namespace: &str, namespace_uid: Option<&str>, chart: Option<&Path>) -> Result<(), String> {
         let delete = |kind: &str, name: &str, ns: Option<&str>| -> Result<(), String> {
