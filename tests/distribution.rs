@@ -93,8 +93,19 @@ fn the_release_workflow_builds_every_platform_the_image_and_the_krew_manifest() 
         .collect();
     platforms.sort();
     assert_eq!(platforms, ["darwin/amd64", "darwin/arm64", "linux/amd64", "linux/arm64"]);
+    // The image: built by krew/image.sh (as CI builds it) on amd64 and arm64, then one index over both.
+    let mut arches: Vec<&str> = w["jobs"]["image"]["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .expect("a matrix of architectures")
+        .iter()
+        .map(|p| p["arch"].as_str().unwrap())
+        .collect();
+    arches.sort();
+    assert_eq!(arches, ["amd64", "arm64"]);
     let image = serde_yaml::to_string(&w["jobs"]["image"]).unwrap();
-    assert!(image.contains("platforms: linux/amd64,linux/arm64"), "{image}");
+    assert!(image.contains("krew/image.sh"), "{image}");
+    let index = serde_yaml::to_string(&w["jobs"]["image-index"]).unwrap();
+    assert!(index.contains("buildah manifest push --all"), "{index}");
     let publish = serde_yaml::to_string(&w["jobs"]["publish"]).unwrap();
     for step in ["gh release create", "krew-release-bot", "k10.yaml"] {
         assert!(publish.contains(step), "the publish job lacks {step}: {publish}");
@@ -195,7 +206,10 @@ fn check_controller(deployment: &Value, maintenance: &str, timeout: &str, image:
 fn chart_lints_clean() {
     let run = helm::lint(CHART);
     assert!(run.success(), "helm lint --strict failed:\n{}", run.all());
-    assert!(!run.stdout.contains("[WARNING]") && !run.stdout.contains("[ERROR]"), "lint findings:\n{}", run.all());
+    // Nothing at all: no error, no warning, not even an informational notice (such as a missing icon).
+    for level in ["[ERROR]", "[WARNING]", "[INFO]"] {
+        assert!(!run.stdout.contains(level), "lint findings:\n{}", run.all());
+    }
     assert!(run.stdout.contains("1 chart(s) linted"), "{}", run.all());
 }
 
@@ -206,6 +220,16 @@ fn chart_metadata_matches_the_crate() {
     assert_eq!(chart["name"].as_str(), Some("k10"));
     assert_eq!(chart["version"].as_str(), Some("0.1.0"));
     assert_eq!(chart["appVersion"].as_str(), Some(env!("CARGO_PKG_VERSION")), "appVersion follows the crate");
+    // Both charts carry what a chart repository shows: where it lives, who keeps it, an icon.
+    for path in ["charts/k10/Chart.yaml", "charts/k10restore/Chart.yaml"] {
+        let c: Value = serde_yaml::from_str(&repo_file(path)).unwrap();
+        for field in ["home", "icon", "kubeVersion", "description"] {
+            assert!(c[field].as_str().is_some_and(|v| !v.is_empty()), "{path}: no {field}");
+        }
+        assert!(c["icon"].as_str().unwrap().starts_with("data:image/svg+xml;base64,"), "{path}: icon");
+        assert!(!c["sources"].as_sequence().unwrap().is_empty(), "{path}: no sources");
+        assert!(c["maintainers"][0]["name"].as_str().is_some(), "{path}: no maintainers");
+    }
     let schema: serde_json::Value = serde_json::from_str(&repo_file("charts/k10/values.schema.json")).unwrap();
     assert_eq!(schema["additionalProperties"], serde_json::json!(false), "unknown top-level values are refused");
 }
