@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -351,49 +352,76 @@ pub async fn run_policy(
     let cluster_id = catalog::cluster_id(cluster).await?;
     let storage = catalog::profile_storage(cluster, &profile).await?;
     let credentials = catalog::profile_credentials(cluster, &profile).await?;
-    let mut runs = Vec::new();
     // Each namespace on its own: one that fails does not keep the others from being protected.
+    // Up to `parallel` at once (each in its own repository); results in selection order.
     let total = namespaces.len();
+    let parallel = parallel_namespaces(policy);
+    let (point_base, storage, credentials, cluster_id, policy_name, profile) = (&point_base, &storage, &credentials, &cluster_id, &policy_name, &profile);
+    let outcomes: Vec<(String, Result<NamespaceRun>)> = futures::stream::iter(namespaces)
+        .map(|namespace| async move {
+            progress(&format!("namespace {namespace}: starting"));
+            let run = NamespaceBackup {
+                cluster,
+                policy,
+                policy_name,
+                profile,
+                storage,
+                credentials,
+                cluster_id,
+                namespace: &namespace,
+                point_name: point_base.clone(),
+                job,
+                progress,
+            };
+            let outcome = match run.run().await {
+                Ok(mut done) => {
+                    match apply_retention(cluster, policy, &namespace).await {
+                        Ok(retired) => done.retired = retired,
+                        Err(e) => progress(&format!("namespace {namespace}: retention not applied: {e}")),
+                    }
+                    for retired in &done.retired {
+                        progress(&format!("namespace {namespace}: retired restore point {retired}"));
+                    }
+                    Ok(done)
+                }
+                Err(e) => Err(e),
+            };
+            (namespace, outcome)
+        })
+        .buffered(parallel)
+        .collect()
+        .await;
+    let mut runs = Vec::new();
     let mut failures = Vec::new();
-    for namespace in namespaces {
-        progress(&format!("namespace {namespace}: starting"));
-        let run = NamespaceBackup {
-            cluster,
-            policy,
-            policy_name: &policy_name,
-            profile: &profile,
-            storage: &storage,
-            credentials: &credentials,
-            cluster_id: &cluster_id,
-            namespace: &namespace,
-            point_name: point_base.clone(),
-            job,
-            progress,
-        };
-        let mut done = match run.run().await {
-            Ok(done) => done,
-            Err(source) => {
-                failures.push(BackupError::Namespace {
-                    namespace: namespace.clone(),
-                    source: Box::new(source),
-                });
-                continue;
-            }
-        };
-        match apply_retention(cluster, policy, &namespace).await {
-            Ok(retired) => done.retired = retired,
-            Err(e) => progress(&format!("namespace {namespace}: retention not applied: {e}")),
+    for (namespace, outcome) in outcomes {
+        match outcome {
+            Ok(done) => runs.push(done),
+            Err(source) => failures.push(BackupError::Namespace {
+                namespace,
+                source: Box::new(source),
+            }),
         }
-        for retired in &done.retired {
-            progress(&format!("namespace {namespace}: retired restore point {retired}"));
-        }
-        runs.push(done);
     }
     if failures.is_empty() {
         Ok(runs)
     } else {
         Err(BackupError::Partial { total, failures, runs })
     }
+}
+
+/// How many namespaces of a policy run are protected at once, unless the policy's annotation
+/// [`PARALLEL_NAMESPACES_ANNOTATION`] says otherwise (1 to 32).
+pub const DEFAULT_PARALLEL_NAMESPACES: usize = 3;
+pub const PARALLEL_NAMESPACES_ANNOTATION: &str = "k10.kasten.io/parallel-namespaces";
+
+fn parallel_namespaces(policy: &Policy) -> usize {
+    policy
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PARALLEL_NAMESPACES_ANNOTATION))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(DEFAULT_PARALLEL_NAMESPACES, |n| n.clamp(1, 32))
 }
 
 struct NamespaceBackup<'a> {

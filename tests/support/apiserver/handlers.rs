@@ -93,6 +93,7 @@ async fn route(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
+    *lock(&shared.requests) += 1;
     let outage = *lock(&shared.outage);
     if let Some((until, status)) = outage.filter(|(until, _)| std::time::Instant::now() < *until) {
         let left = until - std::time::Instant::now();

@@ -251,6 +251,9 @@
 //! never stored, as a request is lost when its client dies. Tests kill a client (a control pod)
 //! at an exact step with it.
 //!
+//! [`ApiServer::requests`] counts the requests received (for the scale test's requests per
+//! namespace).
+//!
 //! [`ApiServer::unavailable_for`] answers every request with a 503 (restarting) or a 500 (its
 //! storage failing) for a while; what runs on the nodes (the kubelet's pods) goes on.
 //!
@@ -468,6 +471,12 @@ impl ApiServer {
     /// as a cluster's nodes do while its API server restarts.
     pub fn unavailable_for(&self, duration: std::time::Duration, status: u16) {
         *lock(&self.shared.outage) = Some((std::time::Instant::now() + duration, status));
+    }
+
+    /// How many requests the server received (all of them: the test's kubectl, the product, its
+    /// Jobs' pods).
+    pub fn requests(&self) -> u64 {
+        *lock(&self.shared.requests)
     }
 
     /// Holds the next `method` request whose path starts with `path` (see [`store::Hold`]).

@@ -111,6 +111,8 @@ pub struct Shared {
     pub holds: Mutex<Vec<Arc<Hold>>>,
     /// Until when every request is answered with this status (see `ApiServer::unavailable_for`).
     pub outage: Mutex<Option<(std::time::Instant, u16)>>,
+    /// Requests received (see `ApiServer::requests`).
+    pub requests: Mutex<u64>,
 }
 
 /// A request a test stops in flight: the first one of `method` whose path starts with `path`
@@ -148,6 +150,7 @@ impl Shared {
             tasks: Mutex::new(Vec::new()),
             holds: Mutex::new(Vec::new()),
             outage: Mutex::new(None),
+            requests: Mutex::new(0),
         }
     }
 
