@@ -289,8 +289,13 @@ impl Leader {
         let since = old.last_scheduled_time.as_deref().and_then(parse_time).unwrap_or(created);
         if let Some(due) = runs.and_then(|f| f.due_between(since, now)) {
             status.last_scheduled_time = Some(rfc3339(due));
+            let job = self.policy_job(policy, &format!("k10-policy-{}", short(&name, 30)), Some(due), None);
+            // This due time's own Job, seen before its policy's status says so: already started.
+            let started = self.jobs.state().iter().any(|j| j.name_any() == job.name);
             let active = self.jobs.state().iter().any(|j| label(j, POLICY_LABEL) == Some(name.as_str()) && j.status.as_ref().is_some_and(|s| s.completion_time.is_none() && !job_failed(j)));
-            let skip = if !v.passed() {
+            let skip = if started {
+                None
+            } else if !v.passed() {
                 Some("the policy is not valid (see its status)".to_string())
             } else if policy.spec.paused {
                 Some("the policy is paused".to_string())
@@ -301,8 +306,8 @@ impl Leader {
             };
             match skip {
                 Some(why) => self.event(policy, "Warning", "Skipped", &format!("the run due at {} was skipped: {why}", rfc3339(due))).await,
+                None if started => {}
                 None => {
-                    let job = self.policy_job(policy, &format!("k10-policy-{}", short(&name, 30)), Some(due), None);
                     match job.start(&self.cluster).await {
                         Ok(()) => self.event(policy, "Normal", "Scheduled", &format!("the run due at {} started as Job {K10_NAMESPACE}/{}", rfc3339(due), job.name)).await,
                         Err(crate::k8s::jobs::JobError::K8s(e)) if e.is_conflict() => {}
@@ -439,6 +444,12 @@ impl Leader {
                 let mut done = status.clone();
                 match job {
                     None => {
+                        // Not in the watch's view yet, or gone: the API server says which.
+                        let jobs: Api<Job> = Api::namespaced(self.cluster.client.clone(), K10_NAMESPACE);
+                        let exists = jobs.get_opt(&job_name).await.map_err(|e| self.cluster.err(e, format!("read Job {job_name}")))?;
+                        if exists.is_some() {
+                            return Ok(());
+                        }
                         done.state = Some(STATE_FAILED.into());
                         done.error = Some(ActionError { message: format!("its Job {K10_NAMESPACE}/{job_name} is gone") });
                     }
