@@ -64,6 +64,39 @@ pub struct RestorePointContentSpec {
     pub immutable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protection_period_days: Option<u32>,
+    /// What each volume's backup saw change, against the volume's own history (see
+    /// `backup::signals`): the signs of an application's data being encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<VolumeSignals>,
+    /// Why this restore point looks like it holds data an attacker encrypted (absent: it does not).
+    /// The newest restore point before the first suspicious one is the last clean one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspicious: Option<String>,
+}
+
+/// What a volume's backup saw change since the volume's previous snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSignals {
+    pub pvc: String,
+    /// Files in the volume.
+    pub files: u64,
+    /// The share of the files that are new or changed (by size and mtime) since the previous
+    /// snapshot; after a backup that read every file, the share of the bytes that are new data.
+    pub changed_share: f64,
+    /// Bytes stored ÷ bytes of new file data: 1.0 when none of the new data compressed (absent
+    /// when under 64 KiB of new data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incompressible_share: Option<f64>,
+    /// The same ratio over the volume's earlier snapshots: how its new data used to compress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_incompressible_share: Option<f64>,
+    /// The extension that the most changed files carry and the previous snapshot had none of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_extension: Option<String>,
+    /// The share of the changed files that carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_extension_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

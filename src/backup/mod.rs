@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod cleanup;
 pub mod retention;
+pub mod signals;
 pub mod snapshots;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,14 @@ pub enum BackupError {
 
 pub type Result<T, E = BackupError> = std::result::Result<T, E>;
 
+/// What a run wrote to a namespace's repository, before it is recorded.
+struct Written {
+    snapshots: Vec<(SnapshotRef, repo::Snapshot)>,
+    manifests: usize,
+    signals: Vec<crate::api::VolumeSignals>,
+    suspicious: Option<String>,
+}
+
 /// What one namespace's run produced.
 #[derive(Debug, Clone)]
 pub struct NamespaceRun {
@@ -95,6 +104,8 @@ pub struct NamespaceRun {
     pub end_time: String,
     /// Restore points retired by the policy's retention after this run.
     pub retired: Vec<String>,
+    /// Why the restore point looks like the application's data was encrypted (see [`signals`]).
+    pub suspicious: Option<String>,
 }
 
 /// How long one data mover Job may take.
@@ -382,6 +393,10 @@ pub async fn run_policy(
                     for retired in &done.retired {
                         progress(&format!("namespace {namespace}: retired restore point {retired}"));
                     }
+                    if let Some(why) = &done.suspicious {
+                        let message = signals::warning(&namespace, &done.restore_point, why);
+                        crate::k8s::events::publish(cluster, policy, "k10", "Warning", "SuspiciousRestorePoint", &message).await;
+                    }
                     Ok(done)
                 }
                 Err(e) => Err(e),
@@ -486,9 +501,7 @@ impl NamespaceBackup<'_> {
             },
         }
         let outcome = match self.write(&repo, &run_id, &repository, &password).await {
-            Ok((snapshots, manifests)) => {
-                self.record(&repo, &point, &repository, &secret_name, &uid, start, snapshots, manifests).await
-            }
+            Ok(written) => self.record(&repo, &point, &repository, &secret_name, &uid, start, written).await,
             Err(e) => Err(e),
         };
         if outcome.is_err() {
@@ -530,17 +543,12 @@ impl NamespaceBackup<'_> {
             uploaded: spec.uploaded_bytes,
             end_time: spec.end_time,
             retired: Vec::new(),
+            suspicious: spec.suspicious,
         }))
     }
 
-    /// Backs up the volumes, then the manifests. Returns the snapshots and the manifest count.
-    async fn write(
-        &self,
-        repo: &Repo<Writable>,
-        run_id: &str,
-        repository: &str,
-        password: &str,
-    ) -> Result<(Vec<(SnapshotRef, repo::Snapshot)>, usize)> {
+    /// Backs up the volumes, then the manifests.
+    async fn write(&self, repo: &Repo<Writable>, run_id: &str, repository: &str, password: &str) -> Result<Written> {
         let (cluster, ns) = (self.cluster, self.namespace);
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
@@ -647,7 +655,8 @@ impl NamespaceBackup<'_> {
             result?;
         }
         let run_tag = format!("run={run_id}");
-        for snap in repo.snapshots().await? {
+        let all = repo.snapshots().await?;
+        for snap in all.iter().cloned() {
             if snap.tags.contains(&run_tag) {
                 let pvc = snap.tags.iter().find_map(|t| t.strip_prefix("pvc=").map(str::to_string));
                 written.push((
@@ -672,6 +681,13 @@ impl NamespaceBackup<'_> {
                 message: format!("run {run_id} has volume snapshots of {got:?}, expected one of each of {want:?}"),
             }));
         }
+
+        let thresholds = signals::Thresholds::of(self.policy).unwrap_or_else(|e| {
+            (self.progress)(&format!("namespace {ns}: warning: {e}; the default thresholds apply"));
+            signals::Thresholds::default()
+        });
+        let volumes = written.iter().filter_map(|(r, s)| Some((r.pvc.as_deref()?, s)));
+        let (volume_signals, suspicious) = signals::of_run(volumes, &all, &thresholds);
 
         (self.progress)(&format!("namespace {ns}: manifests"));
         let capture = capture::capture(cluster, ns).await?;
@@ -709,7 +725,12 @@ impl NamespaceBackup<'_> {
             },
             snap,
         ));
-        Ok((written, count))
+        Ok(Written {
+            snapshots: written,
+            manifests: count,
+            signals: volume_signals,
+            suspicious,
+        })
     }
 
     /// Creates the RestorePointContent and the RestorePoint.
@@ -722,10 +743,10 @@ impl NamespaceBackup<'_> {
         secret_name: &str,
         uid: &str,
         start: chrono::DateTime<Utc>,
-        snapshots: Vec<(SnapshotRef, repo::Snapshot)>,
-        manifests: usize,
+        written: Written,
     ) -> Result<NamespaceRun> {
         let (cluster, ns) = (self.cluster, self.namespace);
+        let Written { snapshots, manifests, signals: volume_signals, suspicious } = written;
         // The store's time of the last snapshot: what a view must reach to see all of them.
         let manifest_id = &snapshots.last().expect("the manifests snapshot").0.id;
         let end = repo.stored_at(manifest_id).await?;
@@ -766,6 +787,8 @@ impl NamespaceBackup<'_> {
                 files: snapshots.iter().map(|(_, s)| s.files).sum(),
                 immutable: period.is_some(),
                 protection_period_days: period.map(|p| p.days()),
+                signals: volume_signals,
+                suspicious: suspicious.clone(),
             },
         };
         let contents: Api<RestorePointContent> = Api::all(cluster.client.clone());
@@ -801,6 +824,7 @@ impl NamespaceBackup<'_> {
             uploaded: spec.uploaded_bytes,
             end_time,
             retired: Vec::new(),
+            suspicious,
         })
     }
 

@@ -134,6 +134,9 @@ pub fn validate_policy(policy: &Policy, profiles: &[Profile]) -> PolicyValidatio
             errors.push(format!("retention: {name} must be at least 1 (0 would retire every new restore point)"));
         }
     }
+    if let Err(e) = crate::backup::signals::Thresholds::of(policy) {
+        errors.push(e);
+    }
     match policy.export_profile() {
         None => errors.push("actions: no export action names a profile: restore points need a location".into()),
         Some(p) if p.namespace != K10_NAMESPACE => errors.push(format!("actions: profile {}/{} is outside {K10_NAMESPACE}", p.namespace, p.name)),

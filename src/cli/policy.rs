@@ -309,6 +309,9 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
             "namespace {}: restore point {} ({} volumes, {} manifests, {} files, {} bytes, {} bytes uploaded; end {})",
             run.namespace, run.restore_point, run.volumes, run.manifests, run.files, run.bytes, run.uploaded, run.end_time
         );
+        if let Some(why) = &run.suspicious {
+            super::output::line_to_stderr(&format!("warning: {}", backup::signals::warning(&run.namespace, &run.restore_point, why)));
+        }
     }
     if let Some(e) = failed {
         return Err(e.into());

@@ -14,7 +14,12 @@ use crate::restore::{self, Existing, Options, Outcome};
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
     /// The RestorePoint (in -n) or RestorePointContent to restore.
-    pub restore_point: String,
+    #[arg(required_unless_present = "last_clean")]
+    pub restore_point: Option<String>,
+    /// Restore the newest restore point of the namespace (-n) made before its first suspicious
+    /// one (one whose data looked encrypted; see `restorepoint list`), or the newest if none is.
+    #[arg(long, conflicts_with = "restore_point")]
+    pub last_clean: bool,
     /// Restore into this namespace instead of the original one.
     #[arg(long)]
     pub target_namespace: Option<String>,
@@ -34,7 +39,10 @@ pub struct RestoreArgs {
 
 pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
     let cluster = global.cluster().connect().await?;
-    let content = find_content(&cluster, &args.restore_point).await?;
+    let content = match &args.restore_point {
+        Some(name) => find_content(&cluster, name).await?,
+        None => last_clean(&cluster).await?,
+    };
     if !args.wait {
         let mut job_args = vec![
             "restore".to_string(),
@@ -101,4 +109,33 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The last clean restore point of the namespace (-n), saying which it is and why.
+async fn last_clean(cluster: &crate::k8s::Cluster) -> anyhow::Result<crate::api::RestorePointContent> {
+    let ns = &cluster.namespace;
+    let contents: Vec<_> = super::restorepoint::contents(cluster).await?.into_iter().filter(|c| &c.spec.source_namespace == ns).collect();
+    let judged = crate::backup::signals::judge(&contents);
+    let Some(clean) = judged.last_clean else {
+        match judged.first_suspicious {
+            Some(first) => bail!(
+                "namespace {ns} has no restore point before its first suspicious one, {} ({}): every restore point may hold encrypted data; pick one by name after looking at them with `kubectl k10 restorepoint get`",
+                first.spec.restore_point_ref.name,
+                first.spec.end_time
+            ),
+            None => bail!("namespace {ns} has no restore points; list them all with `kubectl k10 restorepoint list -A`"),
+        }
+    };
+    match judged.first_suspicious {
+        Some(first) => eprintln!(
+            "note: restoring {} ({}), the newest restore point of {ns} before the first suspicious one, {} ({}: {})",
+            clean.spec.restore_point_ref.name,
+            clean.spec.end_time,
+            first.spec.restore_point_ref.name,
+            first.spec.end_time,
+            first.spec.suspicious.as_deref().unwrap_or_default()
+        ),
+        None => eprintln!("note: no restore point of {ns} is suspicious: restoring the newest, {} ({})", clean.spec.restore_point_ref.name, clean.spec.end_time),
+    }
+    Ok(clean.clone())
 }

@@ -7,7 +7,7 @@ use tabled::Tabled;
 use super::output::{self, Format, OutputArgs};
 use super::GlobalArgs;
 use crate::api::{RestorePoint, RestorePointContent};
-use crate::backup;
+use crate::backup::{self, signals};
 use crate::catalog;
 use crate::k8s::Cluster;
 
@@ -54,6 +54,8 @@ struct Row {
     immutable: String,
     #[tabled(rename = "PROTECTED UNTIL")]
     protected_until: String,
+    #[tabled(rename = "SUSPICIOUS")]
+    suspicious: String,
 }
 
 /// Bytes for people: 1.5 MiB.
@@ -93,6 +95,7 @@ fn row(c: &RestorePointContent) -> Row {
         size: human_bytes(c.spec.logical_bytes),
         immutable: if c.spec.immutable { "yes" } else { "no" }.into(),
         protected_until: protected_until(c),
+        suspicious: if c.spec.suspicious.is_some() { "yes" } else { "-" }.into(),
     }
 }
 
@@ -127,7 +130,7 @@ pub async fn run(global: &GlobalArgs, cmd: RestorePointCommand) -> anyhow::Resul
     }
 }
 
-async fn contents(cluster: &Cluster) -> anyhow::Result<Vec<RestorePointContent>> {
+pub async fn contents(cluster: &Cluster) -> anyhow::Result<Vec<RestorePointContent>> {
     let api: Api<RestorePointContent> = Api::all(cluster.client.clone());
     let mut items = api
         .list(&ListParams::default())
@@ -152,7 +155,32 @@ async fn list(cluster: &Cluster, all: bool, format: Format) -> anyhow::Result<()
         format!("No restore points found in namespace {}.", cluster.namespace)
     };
     output::print_table(items.iter().map(row).collect(), &empty);
+    let mut namespaces: Vec<&str> = items.iter().map(|c| c.spec.source_namespace.as_str()).collect();
+    namespaces.dedup();
+    for ns in namespaces {
+        let of_ns: Vec<RestorePointContent> = items.iter().filter(|c| c.spec.source_namespace == ns).cloned().collect();
+        if let Some(line) = judgement(ns, &of_ns) {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// What a namespace's suspicious restore points mean for a restore, in one line (None when no
+/// restore point is suspicious).
+fn judgement(ns: &str, contents: &[RestorePointContent]) -> Option<String> {
+    let judged = signals::judge(contents);
+    let first = judged.first_suspicious?;
+    let name = |c: &RestorePointContent| format!("{} ({})", c.spec.restore_point_ref.name, c.spec.end_time);
+    let clean = match judged.last_clean {
+        Some(c) => format!("the last clean one is {}: `kubectl k10 restore --last-clean -n {ns}` restores it", name(c)),
+        None => "no restore point before it is left".into(),
+    };
+    Some(format!(
+        "namespace {ns}: restore point {} is the first suspicious one: {}; {clean}",
+        name(first),
+        first.spec.suspicious.as_deref().unwrap_or_default()
+    ))
 }
 
 /// A restore point's content, by the RestorePoint's name in the namespace, or by the content's own name.
@@ -196,6 +224,7 @@ async fn get(cluster: &Cluster, name: &str, format: Format) -> anyhow::Result<()
         ("Size", format!("{} in {} files ({} uploaded)", human_bytes(s.logical_bytes), s.files, human_bytes(s.uploaded_bytes))),
         ("Immutable", if s.immutable { "yes".into() } else { "no".into() }),
         ("Protected Until", protected_until(&c)),
+        ("Suspicious", s.suspicious.clone().unwrap_or_else(|| "no".into())),
     ];
     for snap in &s.snapshots {
         let what = match &snap.pvc {

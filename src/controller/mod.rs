@@ -32,9 +32,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
@@ -44,6 +43,7 @@ use crate::api::{
 };
 use crate::catalog::{self, validation};
 use crate::dr::DR_POLICY;
+use crate::k8s::events;
 use crate::k8s::jobs::ProductJob;
 use crate::k8s::{Cluster, K8sError};
 use crate::objectstore::maintenance;
@@ -60,6 +60,8 @@ pub const MAINTENANCE_LABEL: &str = "k10.kasten.io/maintenance";
 /// A due maintenance run is started only within this long after its due time: a finished Job
 /// stays a day ([`crate::k8s::jobs::JOB_TTL_SECONDS`]), so its name still answers "already run"
 /// for as long as the due time may be started.
+/// Who the controller's Events are from.
+const COMPONENT: &str = "k10-controller";
 const MAINTENANCE_LATENESS: chrono::Duration = chrono::Duration::hours(23);
 
 #[derive(Debug, Clone)]
@@ -570,7 +572,7 @@ impl Leader {
 
     /// A core/v1 Event on a policy (what `kubectl describe` shows).
     async fn event(&self, policy: &Policy, type_: &str, reason: &str, message: &str) {
-        publish_event(&self.cluster, object_reference(policy), type_, reason, message).await;
+        events::publish(&self.cluster, policy, COMPONENT, type_, reason, message).await;
     }
 }
 
@@ -630,7 +632,7 @@ async fn validate_profile(cluster: &Cluster, profile: &Profile) {
         } else {
             ("Warning", "ValidationFailed", failed.join("; "))
         };
-        publish_event(cluster, object_reference(profile), type_, reason, &message).await;
+        events::publish(cluster, profile, COMPONENT, type_, reason, &message).await;
     }
 }
 
@@ -670,42 +672,6 @@ async fn protection_horizon(cluster: Cluster, profiles: Vec<Profile>, metrics: A
             Ok(None) => {}
             Err(e) => tracing::warn!("protection horizon of profile {name}: {e}"),
         }
-    }
-}
-
-fn object_reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(K::api_version(&()).into_owned()),
-        kind: Some(K::kind(&()).into_owned()),
-        name: obj.meta().name.clone(),
-        namespace: obj.meta().namespace.clone(),
-        uid: obj.meta().uid.clone(),
-        resource_version: obj.meta().resource_version.clone(),
-        ..Default::default()
-    }
-}
-
-pub async fn publish_event(cluster: &Cluster, involved: ObjectReference, type_: &str, reason: &str, message: &str) {
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let event = Event {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{}.", involved.name.clone().unwrap_or_default())),
-            namespace: Some(K10_NAMESPACE.into()),
-            ..Default::default()
-        },
-        involved_object: involved,
-        type_: Some(type_.into()),
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        count: Some(1),
-        source: Some(k8s_openapi::api::core::v1::EventSource { component: Some("k10-controller".into()), host: None }),
-        ..Default::default()
-    };
-    let api: Api<Event> = Api::namespaced(cluster.client.clone(), K10_NAMESPACE);
-    if let Err(e) = api.create(&PostParams::default(), &event).await {
-        tracing::warn!("could not record Event {reason}: {e}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! `--context`, `-n`) and turns client failures into errors that say what to do.
 
 pub mod claim;
+pub mod events;
 pub mod jobs;
 pub mod rbac;
 pub mod retry;

@@ -80,10 +80,17 @@ impl PointInTime {
     /// Lists every version under `prefix` and fixes the view at `at`.
     pub async fn new(inner: Arc<dyn VersionedStorage>, prefix: &str, at: Time) -> Result<PointInTime> {
         let versions = inner.list_versions(prefix).await?;
+        Ok(PointInTime::from_versions(inner, prefix, at, &versions))
+    }
+
+    /// The view from a version listing already made (`list_versions` of `prefix`, or of a
+    /// prefix of it: keys outside `prefix` are left out): many views of one listing cost no
+    /// further listing.
+    pub fn from_versions(inner: Arc<dyn VersionedStorage>, prefix: &str, at: Time, versions: &[super::storage::Version]) -> PointInTime {
         let mut objects: BTreeMap<String, Vec<ObjectInfo>> = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut closed: Option<&str> = None;
-        for v in versions.iter().filter(|v| v.last_modified <= at) {
+        for v in versions.iter().filter(|v| v.last_modified <= at && v.key.starts_with(prefix)) {
             // Within a key, versions come newest first: stop at its newest delete marker.
             if closed == Some(v.key.as_str()) {
                 continue;
@@ -106,7 +113,7 @@ impl PointInTime {
                 last_modified: v.last_modified,
             });
         }
-        Ok(PointInTime {
+        PointInTime {
             inner,
             at,
             prefix: prefix.to_string(),
@@ -115,7 +122,7 @@ impl PointInTime {
             verified: Mutex::default(),
             cache: Mutex::default(),
             skipped: Mutex::new(skipped),
-        })
+        }
     }
 
     /// Checks every read of a content-addressed key (those for which `address` names a digest)

@@ -85,6 +85,55 @@ pub struct Snapshot {
     pub bytes_added: u64,
     /// Files taken from the parent snapshot unread (same size and mtime).
     pub files_unread: u64,
+    /// What changed against the parent: files new (by path) and changed (by metadata).
+    pub files_new: u64,
+    pub files_changed: u64,
+    /// File contents new to the repository, before and after compression (and encryption).
+    pub content_added: u64,
+    pub content_added_stored: u64,
+    /// Files by extension (lower case, "" for none) at the backup, for a directory backup: see
+    /// [`Extensions`].
+    pub extensions: Option<Extensions>,
+}
+
+/// How many files of a tree carry each file name extension (lower case; "" for none), the most
+/// common [`Extensions::KEPT`] of them; what a change that renames files shows up in. Kept in the
+/// snapshot's description (`{"k10":{"extensions":{…}}}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Extensions(pub std::collections::BTreeMap<String, u64>);
+
+impl Extensions {
+    pub const KEPT: usize = 64;
+
+    /// The extension of a file name: after its last dot, lower case, at most 16 characters of
+    /// letters and digits ("" otherwise, and for names such as `.profile`).
+    pub fn of(name: &str) -> String {
+        match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() && ext.len() <= 16 && ext.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                ext.to_ascii_lowercase()
+            }
+            _ => String::new(),
+        }
+    }
+
+    fn keep_most_common(counts: std::collections::HashMap<String, u64>) -> Extensions {
+        let mut all: Vec<(String, u64)> = counts.into_iter().collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Extensions(all.into_iter().take(Self::KEPT).collect())
+    }
+
+    fn description(&self) -> String {
+        serde_json::json!({"k10": {"extensions": self.0}}).to_string()
+    }
+
+    fn from_description(text: &str) -> Option<Extensions> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        serde_json::from_value(v["k10"]["extensions"].clone()).ok()
+    }
+
+    pub fn count(&self, ext: &str) -> u64 {
+        self.0.get(ext).copied().unwrap_or(0)
+    }
 }
 
 /// What a restore wrote.
@@ -314,7 +363,7 @@ impl Repo<Writable> {
     }
 
     async fn backup_tree(&self, dir: &Path, tags: &[String], parent: Option<String>) -> Result<Snapshot> {
-        let expected = survey(dir)?;
+        let (expected, extensions) = survey(dir)?;
         let (backends, key, dir, tags) = (self.backends.clone(), self.key.clone(), dir.to_path_buf(), tags.to_vec());
         let location = self.location.clone();
         blocking("backup", &self.location.clone(), move || {
@@ -326,8 +375,10 @@ impl Repo<Writable> {
                 None => ParentOptions::default().force(true),
             };
             let options = BackupOptions::default().as_path(PathBuf::from("/")).parent_opts(parent_options);
+            let mut snapshot = snapshot_options(&tags, &location)?;
+            snapshot.description = Some(extensions.description());
             let snap = repo
-                .backup(&options, &PathList::from_iter([dir.clone()]), snapshot_options(&tags, &location)?)
+                .backup(&options, &PathList::from_iter([dir.clone()]), snapshot)
                 .map_err(|e| engine("backup", &location, e))?;
             let processed = snap.summary.as_ref().map_or(0, |s| s.total_files_processed);
             if processed < expected {
@@ -409,6 +460,38 @@ impl Repo<ReadOnly> {
         Ok(repo)
     }
 
+    /// The same repository as of another time, from a version listing already made and with the
+    /// key this one was opened with (no listing request, no key derivation): for reading one
+    /// repository at many times. The key decides nothing about what is believed: every file is
+    /// still checked against its content address in the view of that time.
+    pub fn at_time(&self, storage: Arc<dyn VersionedStorage>, at: Time, versions: &[crate::objectstore::storage::Version]) -> Result<Repo<ReadOnly>> {
+        check_not_future(at, CLOCK_SKEW)?;
+        let view = Arc::new(PointInTime::from_versions(storage, &self.prefix, at, versions).with_content_addresses(backend::content_address));
+        let backends = backends(view.clone(), &self.prefix);
+        let location = backends.repository().location();
+        let mut repo = Repo::new(backends, self.key.clone(), view.clone(), &self.prefix, location);
+        repo.view = Some(view);
+        Ok(repo)
+    }
+
+    /// Opens as of `at` from a version listing already made (see [`PointInTime::from_versions`]).
+    pub async fn open_at_listed(
+        storage: Arc<dyn VersionedStorage>,
+        prefix: &str,
+        at: Time,
+        versions: &[crate::objectstore::storage::Version],
+        password: &str,
+    ) -> Result<Repo<ReadOnly>> {
+        check_not_future(at, CLOCK_SKEW)?;
+        let view = Arc::new(PointInTime::from_versions(storage, prefix, at, versions).with_content_addresses(backend::content_address));
+        let backends = backends(view.clone(), prefix);
+        let location = backends.repository().location();
+        let key = unlock(backends.clone(), location.clone(), password.to_string()).await?;
+        let mut repo = Repo::new(backends, key, view.clone(), prefix, location);
+        repo.view = Some(view);
+        Ok(repo)
+    }
+
     /// The versions the view passed over so far (forged, damaged, or of untrusted time), and why.
     pub fn skipped(&self) -> Vec<String> {
         self.view.as_ref().map(|v| v.skipped()).unwrap_or_default()
@@ -467,6 +550,11 @@ fn to_snapshot(s: &SnapshotFile) -> Snapshot {
         bytes: summary.total_bytes_processed,
         bytes_added: summary.data_added,
         files_unread: summary.files_unmodified,
+        files_new: summary.files_new,
+        files_changed: summary.files_changed,
+        content_added: summary.data_added_files,
+        content_added_stored: summary.data_added_files_packed,
+        extensions: s.description.as_deref().and_then(Extensions::from_description),
     }
 }
 
@@ -769,7 +857,9 @@ impl<M: Send + Sync + 'static> Repo<M> {
 }
 
 /// Counts the regular files under `dir` and makes sure each can be read.
-fn survey(dir: &Path) -> Result<u64> {
+/// Counts the files of a tree (opening each: a file that cannot be read fails the backup before
+/// anything is written) and their extensions.
+fn survey(dir: &Path) -> Result<(u64, Extensions)> {
     let fail = |path: &Path, reason: String| RepoError::Source {
         path: path.display().to_string(),
         reason,
@@ -779,6 +869,7 @@ fn survey(dir: &Path) -> Result<u64> {
         return Err(fail(dir, "not a directory".into()));
     }
     let mut files = 0;
+    let mut extensions = std::collections::HashMap::<String, u64>::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).map_err(|e| fail(&d, e.to_string()))? {
@@ -790,10 +881,11 @@ fn survey(dir: &Path) -> Result<u64> {
             } else if kind.is_file() {
                 std::fs::File::open(&path).map_err(|e| fail(&path, e.to_string()))?;
                 files += 1;
+                *extensions.entry(Extensions::of(&entry.file_name().to_string_lossy())).or_default() += 1;
             }
         }
     }
-    Ok(files)
+    Ok((files, Extensions::keep_most_common(extensions)))
 }
 
 /// Returns whether `dest` was created, and whether it holds anything (a fresh filesystem's
