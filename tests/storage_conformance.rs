@@ -116,7 +116,7 @@ async fn views_are_read_only(s: &Subject, prefix: &str) {
     let view = pit(s, prefix, chrono::Utc::now() + chrono::Duration::hours(1)).await;
     let err = view.put(&key, Bytes::from_static(b"overwrite")).await.unwrap_err();
     assert!(matches!(err, StorageError::ReadOnly { op: "write", .. }), "{err}");
-    assert!(err.to_string().contains("read-only point-in-time view"), "{err}");
+    assert!(err.to_string().contains("is read-only: write"), "{err}");
     let err = view.delete(&key).await.unwrap_err();
     assert!(matches!(err, StorageError::ReadOnly { op: "delete", .. }), "{err}");
     assert_eq!(&s.store.get(&key, None).await.unwrap()[..], b"keep");

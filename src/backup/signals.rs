@@ -208,6 +208,7 @@ mod tests {
     use super::*;
     use crate::repo::Extensions;
 
+    #[allow(clippy::too_many_arguments)]
     fn snap(id: &str, secs: i64, incremental: bool, files: u64, changed: u64, added: u64, stored: u64, exts: &[(&str, u64)]) -> Snapshot {
         Snapshot {
             id: id.into(),

@@ -7,6 +7,7 @@
 pub mod controller;
 pub mod datamover;
 pub mod dr;
+pub mod incident;
 pub mod install;
 pub mod maintenance;
 pub mod output;
@@ -78,6 +79,9 @@ pub enum Command {
     /// Disaster recovery of the catalog (profiles, policies, restore points, keys).
     #[command(subcommand)]
     Dr(dr::DrCommand),
+    /// The timeline of an attack from the bucket's version history: DR snapshots, restore points,
+    /// what k10 did not do, and the point in time to recover to (read-only).
+    Incident(incident::IncidentArgs),
     /// Print a shell completion script (e.g. `source <(kubectl k10 completion bash)`).
     Completion {
         #[arg(value_enum)]
@@ -122,6 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Datamover(cmd) => datamover::run(cmd).await,
         Command::Controller(args) => controller::run(&cli.global, args).await,
         Command::Dr(cmd) => dr::run(&cli.global, cmd).await,
+        Command::Incident(args) => incident::run(&cli.global, args).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             // Completes `kubectl-k10`; kubectl's own plugin completion calls it as `kubectl_complete-k10`.

@@ -4,6 +4,8 @@
 //! passphrase itself is never stored in the bucket); and the restore of that catalog as of a point
 //! in time, into a new installation.
 
+pub mod incident;
+
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
@@ -45,6 +47,8 @@ pub enum DrError {
     NoPassphraseToRestore(String),
     #[error("the DR passphrase in Secret {K10_NAMESPACE}/{secret} is too weak: {why}. The catalog's key file is in the bucket, so whoever reads the bucket can guess the passphrase offline, and it opens every profile key and repository password: use at least {MIN_PASSPHRASE_CHARS} characters and about {MIN_PASSPHRASE_BITS} bits (five random words, or 16 random characters of mixed kinds), then update the Secret")]
     WeakPassphrase { secret: String, why: String },
+    #[error("no profile named: give the profile of this installation on the bucket with --profile (there is no DR policy to take it from)")]
+    NoProfileForIncident,
     #[error("disaster recovery is already enabled (policy {DR_POLICY}); delete it with `kubectl k10 policy delete {DR_POLICY}` to change it")]
     AlreadyEnabled,
     #[error(transparent)]

@@ -45,7 +45,7 @@ pub struct Version {
 pub enum StorageError {
     #[error("{key} not found in {store}")]
     NotFound { key: String, store: String },
-    #[error("{store} is a read-only point-in-time view: {op} {key} refused")]
+    #[error("{store} is read-only: {op} {key} refused (a point-in-time view, and a report such as the incident timeline, never write)")]
     ReadOnly {
         op: &'static str,
         key: String,

@@ -730,6 +730,28 @@ impl<M: Send + Sync + 'static> Repo<M> {
         .await
     }
 
+    /// Reads every file of a snapshot whose path starts with `prefix` into memory, by path (one
+    /// opening of the repository for all of them).
+    pub async fn read_documents(&self, id: &str, prefix: &str) -> Result<Vec<(String, Bytes)>> {
+        let prefix = prefix.to_string();
+        self.with_snapshot("read", id, move |repo, snap, location| {
+            let fail = |e: Box<RusticError>| engine("read", location, e);
+            let root = repo.node_from_snapshot_and_path(snap, "").map_err(fail)?;
+            let mut out = Vec::new();
+            for entry in repo.ls(&root, &LsOptions::default()).map_err(fail)? {
+                let (path, node) = entry.map_err(fail)?;
+                let path = path.to_string_lossy().into_owned();
+                if matches!(node.node_type, NodeType::File) && path.starts_with(&prefix) {
+                    let mut data = Vec::with_capacity(node.meta.size as usize);
+                    repo.dump(&node, &mut data).map_err(fail)?;
+                    out.push((path, Bytes::from(data)));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Reads one file of a snapshot into memory.
     pub async fn read_document(&self, id: &str, path: &str) -> Result<Bytes> {
         let path = path.to_string();
