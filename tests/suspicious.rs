@@ -20,27 +20,8 @@ fn write_text(dir: &Path, count: usize, release: &str) {
 }
 
 /// What ransomware does: every file rewritten with random bytes under a new extension.
-fn encrypt(root: &Path) -> usize {
-    let mut count = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
-            let path = entry.path();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() {
-                let size = entry.metadata().unwrap().len() as usize;
-                let mut locked = path.clone().into_os_string();
-                locked.push(".locked");
-                std::fs::write(&locked, tree::noise(count as u64 + 1000, size.max(16))).unwrap();
-                std::fs::remove_file(&path).unwrap();
-                count += 1;
-            }
-        }
-    }
-    count
+fn encrypt(root: &Path) -> u64 {
+    k10::datamover::tree::encrypt_like_ransomware(root, "locked").unwrap().0
 }
 
 fn points(f: &Fixture) -> Vec<serde_json::Value> {

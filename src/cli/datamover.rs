@@ -65,6 +65,15 @@ pub enum DataMoverCommand {
         #[arg(long, default_value_t = 64)]
         mib: usize,
     },
+    /// The drill's ransomware: rewrite every file under --path with random bytes as
+    /// NAME.locked. Destroys the data: refused without --destroy-data.
+    #[command(hide = true)]
+    DrillEncrypt {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        destroy_data: bool,
+    },
     /// Print a digest of the tree at --path (every entry's content hash, mode, mtime, symlink
     /// target) as one JSON line, to compare volumes byte for byte across clusters.
     Digest {
@@ -130,6 +139,13 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<()> {
             tree::sample(&path, mib).map_err(|e| anyhow::anyhow!("cannot write sample data into {}: {e}", path.display()))?;
             let d = tree::digest(&path)?;
             println!("{}", serde_json::json!({"files": d.files, "bytes": d.bytes}));
+        }
+        DataMoverCommand::DrillEncrypt { path, destroy_data } => {
+            if !destroy_data {
+                anyhow::bail!("this rewrites every file under {} with random bytes, as ransomware does (the drill's attacker); pass --destroy-data to do it", path.display());
+            }
+            let (files, bytes) = tree::encrypt_like_ransomware(&path, "locked").map_err(|e| anyhow::anyhow!("cannot rewrite {}: {e}", path.display()))?;
+            println!("{}", serde_json::json!({"files": files, "bytes": bytes}));
         }
         DataMoverCommand::Digest { path } => {
             let d = tree::digest(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;

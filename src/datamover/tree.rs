@@ -23,6 +23,33 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// What the drill's ransomware does to a volume: every regular file under `root` is replaced by
+/// random bytes of its size (at least 16) named `<name>.<extension>`. Returns the files and bytes
+/// rewritten.
+pub fn encrypt_like_ransomware(root: &Path, extension: &str) -> std::io::Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let size = entry.metadata()?.len().max(16);
+                let mut locked = path.clone().into_os_string();
+                locked.push(format!(".{extension}"));
+                std::fs::write(&locked, noise(0x5eed ^ files, size as usize))?;
+                std::fs::remove_file(&path)?;
+                files += 1;
+                bytes += size;
+            }
+        }
+    }
+    Ok((files, bytes))
+}
+
 /// Owners (uid, gid) the sample gives some of its entries, as a volume shared by non-root
 /// workloads has.
 pub const SAMPLE_OWNERS: [(u32, u32); 3] = [(1000, 1000), (1001, 2000), (65534, 65534)];
@@ -70,6 +97,12 @@ pub fn small(root: &Path) -> std::io::Result<()> {
 /// plus the small tree.
 pub fn sample(root: &Path, mib: usize) -> std::io::Result<()> {
     small(root)?;
+    // Documents: what ransomware goes after first.
+    std::fs::create_dir_all(root.join("docs"))?;
+    for i in 0..12 {
+        let body: String = (0..100).map(|line| format!("document {i}, paragraph {line}: the application's own words\n")).collect();
+        std::fs::write(root.join(format!("docs/report-{i:02}.txt")), body)?;
+    }
     let budget = mib * 1024 * 1024;
     let mut written = 0;
     let mut i = 0u64;

@@ -6,14 +6,19 @@
 //! 1. Protect: install, Validate Bucket, an immutable profile (30 days), an application whose
 //!    volume a Job fills with sample data (`kubectl-k10 datamover sample`), a policy and an
 //!    immutable DR policy, their runs, retention maintenance.
-//! 2. Attack with every credential: the tool retires every restore point through its own commands
+//! 2. Ransomware inside the application encrypts its volume (`kubectl-k10 datamover
+//!    drill-encrypt`: every file rewritten with random bytes as NAME.locked); the next scheduled
+//!    run backs that up and marks its restore point suspicious; the DR policy runs.
+//! 3. Attack with every credential: the tool retires every restore point through its own commands
 //!    (and DR records the empty catalog); the cluster loses the application namespace, its restore
 //!    points, the policies, the profile and their Secrets; the object store gets a delete marker
 //!    and a garbage overwrite on every object, and refuses every attempt to delete a version or to
 //!    shorten a lock (the drill counts the refusals).
-//! 3. Recover: a new installation, the passphrase Secret, a plain profile on the same bucket, the
-//!    k10restore chart's Job (rendered with the Helm SDK) as of a point in time between the good DR
-//!    run and the attack's, the application restore; then every file is compared byte for byte
+//! 4. Recover: a new installation, the passphrase Secret, a plain profile on the same bucket,
+//!    `kubectl k10 incident` (the attack's first write, checked against the drill's clock, and the
+//!    point in time to recover to), the k10restore chart's Job (rendered with the Helm SDK) as of
+//!    that time, `restore --last-clean` (the restore point from before the encryption); then every
+//!    file is compared byte for byte with the data from before the encryption
 //!    (digests taken in the cluster by `kubectl-k10 datamover digest`) and every manifest field by
 //!    field.
 //!
@@ -349,6 +354,26 @@ impl Cluster {
         }
     }
 
+    /// `kubectl k10 … -o json`, parsed (the command is shown, its output is not).
+    fn k10_json(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let mut command = self.command(&self.binary);
+        if let Some(k) = self.k10_kubeconfig.get() {
+            command.env("KUBECONFIG", k);
+        }
+        let out = command
+            .args(args)
+            .args(["-o", "json"])
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        println!("     $ kubectl k10 {} -o json", args.join(" "));
+        if !out.status.success() {
+            return Err(format!("`kubectl k10 {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("`kubectl k10 {}` printed no JSON: {e}", args.join(" ")))
+    }
+
     /// `kubectl …`; shown unless `quiet`.
     fn kubectl(&self, args: &[&str], quiet: bool) -> Result<String, String> {
         let out = self
@@ -595,6 +620,11 @@ fn rand_suffix() -> String {
 fn stored_at(run: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let t = run.split("stored at ").nth(1).and_then(|r| r.split_whitespace().next()).ok_or("`dr run` printed no store time")?;
     chrono::DateTime::parse_from_rfc3339(t).map(|t| t.to_utc()).map_err(|e| format!("`dr run` store time {t}: {e}"))
+}
+
+/// A store time with all its precision (what `incident` prints and `--point-in-time` takes).
+fn dr_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    k10::dr::rfc3339(t)
 }
 
 fn secs(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -867,7 +897,7 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     let backup_began = Instant::now();
     source.k10(&["policy", "run", ns, "--wait"], false)?;
     let backup_seconds = backup_began.elapsed().as_secs_f64();
-    let good_dr = stored_at(&source.k10(&["dr", "run"], false)?)?;
+    source.k10(&["dr", "run"], false)?;
     source.k10(&["maintenance", "run", "--profile", IMMUTABLE_PROFILE], false)?;
     source.k10(&["restorepoint", "list", "-n", ns], false)?;
     let contents = source.contents_of(&namespace_uid)?;
@@ -888,15 +918,34 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
         100.0 * stored as f64 / logical.max(1) as f64
     );
     s.done();
+
+    s.start("ATTACK, the application: ransomware inside it encrypts its volume (every file rewritten with random bytes as NAME.locked)");
+    source.volume_job(ns, "ransomware", &["datamover", "drill-encrypt", "--path", "/data", "--destroy-data"], false).await?;
+    s.done();
+    s.start("The next scheduled run backs the encrypted data up (a schedule's Job runs `policy run --wait`), then the DR policy runs");
+    source.k10(&["policy", "run", ns, "--wait"], false)?;
+    let contents = source.contents_of(&namespace_uid)?;
+    let (clean, marked): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) = contents.values().partition(|c| c["spec"]["suspicious"].is_null());
+    let [marked] = marked[..] else {
+        return Err(format!("the restore point of the encrypted data was not marked suspicious (exactly one should be): {} of {} are", marked.len(), contents.len()).into());
+    };
+    let rp_name = |c: &serde_json::Value| c["spec"]["restorePointRef"]["name"].as_str().unwrap_or_default().to_string();
+    let last_clean = clean.iter().map(|c| rp_name(c)).max().ok_or("no restore point from before the encryption")?;
+    println!("     restore point {} is suspicious: {}", rp_name(marked), marked["spec"]["suspicious"].as_str().unwrap_or_default());
+    let good_dr = stored_at(&source.k10(&["dr", "run"], false)?)?;
+    source.k10(&["restorepoint", "list", "-n", ns], false)?;
+    s.done();
     // The point in time to recover to: after the good DR run (store time), before the attack.
     let point_in_time = good_dr + chrono::Duration::seconds(1);
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     s.start("ATTACK, the tool: retire every restore point through k10 itself, then let DR record the empty catalog");
+    let attack_began = chrono::Utc::now();
     for c in contents.values() {
         let rp = c["spec"]["restorePointRef"]["name"].as_str().unwrap_or_default();
         source.k10(&["restorepoint", "retire", rp, "-n", ns], false)?;
     }
+    let first_retired = chrono::Utc::now();
     let attack_dr = stored_at(&source.k10(&["dr", "run"], false)?)?;
     // Store times have whole seconds: the rest of the attack comes after a point in time just
     // after this DR run.
@@ -965,8 +1014,40 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     target.k10(&[&["profile", "create", RECOVERY_PROFILE][..], &strs(&bucket.args())].concat(), false)?;
     s.done();
 
+    let mut incident_time = None;
+    if options.passphrase_on_recovery {
+        s.start("RECOVER: `kubectl k10 incident` reads the bucket's history: when the attack began, and the time to recover to");
+        let incident = ["incident", "--source-cluster-id", cluster_id.as_str(), "--profile", RECOVERY_PROFILE];
+        target.k10(&incident, false)?;
+        let t = target.k10_json(&incident)?;
+        let time = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).map(|t| t.to_utc()).map_err(|e| format!("incident printed {v} for a time: {e}"));
+        let first = time(&t["verdict"]["firstSign"]["time"])?;
+        if first < attack_began - chrono::Duration::seconds(1) || first > first_retired + chrono::Duration::seconds(1) {
+            return Err(format!("incident names {} as the attack's first write, but the attack began at {} (its first writes were done by {})", secs(first), secs(attack_began), secs(first_retired)).into());
+        }
+        let pit = time(&t["verdict"]["pointInTime"])?;
+        if pit < good_dr || pit >= first {
+            return Err(format!("incident recommends {} which is not between the last good DR run ({}) and the attack ({})", dr_time(pit), dr_time(good_dr), dr_time(first)).into());
+        }
+        let named = t["verdict"]["lastClean"].as_array().into_iter().flatten().find(|c| c["namespace"] == ns).and_then(|c| c["restorePoint"].as_str()).unwrap_or_default().to_string();
+        if named != last_clean {
+            return Err(format!("incident names {named:?} as the last clean restore point of {ns}, not {last_clean}").into());
+        }
+        println!(
+            "     the attack's first write: {} ({} after it began by the drill's clock); recover to {}, the last good DR run; last clean restore point of {ns}: {named}",
+            dr_time(first),
+            format_args!("{:.2} s", (first - attack_began).num_milliseconds() as f64 / 1000.0),
+            dr_time(pit)
+        );
+        incident_time = Some(pit);
+        s.done();
+    }
+
     let (pit, why) = match options.recover_to {
-        RecoverTo::BeforeAttack => (point_in_time, format!("between the good DR run ({}) and the attack's ({})", secs(good_dr), secs(attack_dr))),
+        RecoverTo::BeforeAttack => match incident_time {
+            Some(t) => (t, format!("the time `incident` recommends: the last good DR run ({}), before the attack", dr_time(good_dr))),
+            None => (point_in_time, format!("between the good DR run ({}) and the attack's ({})", secs(good_dr), secs(attack_dr))),
+        },
         RecoverTo::AfterRetirement => (attack_dr + chrono::Duration::seconds(1), format!("just after the attack's DR run ({}), before the cluster and the store were attacked", secs(attack_dr))),
         RecoverTo::AfterAttack => (attacked + chrono::Duration::seconds(1), format!("just after the attack's last write ({})", secs(attacked))),
     };
@@ -974,7 +1055,7 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     while chrono::Utc::now() <= pit {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pit = secs(pit);
+    let pit = if incident_time.is_some() && options.recover_to == RecoverTo::BeforeAttack { dr_time(pit) } else { secs(pit) };
     s.start(&format!("RECOVER: the k10restore chart's Job turns back the clock to {pit}, {why}"));
     println!("     helm install k10-restore charts/k10restore -n kasten-io --set sourceClusterID={cluster_id} --set profile.name={RECOVERY_PROFILE} --set pointInTime={pit}");
     let docs = helm::template("charts/k10restore", "kasten-io", &[("sourceClusterID", cluster_id.as_str()), ("profile.name", RECOVERY_PROFILE), ("pointInTime", pit.as_str())])?;
@@ -982,7 +1063,6 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     made.chart = Some(target.apply(&manifest, work)?);
     target.wait_job("kasten-io", "k10-restore")?;
     let log = target.kubectl(&["logs", "job/k10-restore", "-n", "kasten-io"], false)?;
-    target.k10(&["restorepoint", "list", "-A"], false)?;
     let recovered = target.contents_of(&namespace_uid)?;
     if recovered.keys().ne(contents.keys()) {
         let warnings: Vec<&str> = log.lines().filter(|l| l.starts_with("warning:")).collect();
@@ -997,13 +1077,9 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     println!("     {} restore point(s) retired by the attacker are back", recovered.len());
     s.done();
 
-    s.start("RECOVER: restore the application from its recovered restore point");
-    let newest = recovered
-        .iter()
-        .max_by_key(|(_, c)| c["spec"]["endTime"].as_str().unwrap_or_default().to_string())
-        .map(|(name, _)| name.clone())
-        .ok_or("no restore point was recovered")?;
-    target.k10(&["restore", &newest, "--wait"], false)?;
+    s.start("RECOVER: restore the application from its last clean restore point, from before the encryption");
+    target.k10(&["restorepoint", "list", "-A"], false)?;
+    target.k10(&["restore", "--last-clean", "-n", ns, "--wait"], false)?;
     s.done();
     let recovery_seconds = recovery.elapsed().as_secs_f64();
 
