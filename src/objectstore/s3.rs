@@ -174,14 +174,11 @@ impl S3Storage {
         }
     }
 
-    /// Whether this store's version ids carry its write time, when no listing showed it: decided
-    /// once per process, by writing a probe version (under a fresh random key, so that nobody can prepare a clash)
+    /// Whether this store's version ids carry its write time: decided once per process, by
+    /// writing a probe version (under a fresh random key, so that nobody can prepare a clash)
     /// and comparing its id with its `LastModified`. A probe that cannot be written is an error
     /// that says so: trusting no id would silently hide every version whose lock was extended.
     async fn ids_carry_write_time(&self) -> Result<bool> {
-        if self.read_only {
-            return Ok(self.version_clock.get().copied().unwrap_or(false));
-        }
         self.version_clock
             .get_or_try_init(|| async {
                 let key = format!("{PROBE_PREFIX}{}", &crate::repo::new_password()[..16]);
@@ -293,8 +290,7 @@ fn id_carries_write_time(version_id: &str, last_modified: Time) -> bool {
     decode_version_time(version_id).is_some_and(|t| (t - last_modified).num_milliseconds().abs() < 2000)
 }
 
-/// Where probe writes go (one small object per process that reads version listings in which no
-/// two versions already show it).
+/// Where probe writes go (one small object per process that reads version listings).
 const PROBE_PREFIX: &str = "k10/probe/version-clock-";
 
 fn to_s3_time(t: Time) -> S3Time {
@@ -444,13 +440,11 @@ impl VersionedStorage for S3Storage {
             }
         }
         if out.iter().any(|(_, v)| decode_version_time(&v.version_id).is_some()) {
-            // Versions the listing already shows with ids that carry their write time are the
-            // store's own answer (ids are the store's): then no probe is written. Two, because a
-            // random id matches by chance about once in five billion.
-            let evidence = out.iter().filter(|(_, v)| id_carries_write_time(&v.version_id, v.last_modified)).take(2).count();
-            let trusted = if evidence == 2 {
-                let _ = self.version_clock.set(true);
-                true
+            // A read-only store writes no probe: it trusts the ids where the listing itself shows
+            // two versions whose ids carry their write time (ids are the store's; a random id
+            // matches by chance about once in five billion), and otherwise dates by LastModified.
+            let trusted = if self.read_only {
+                out.iter().filter(|(_, v)| id_carries_write_time(&v.version_id, v.last_modified)).take(2).count() == 2
             } else {
                 self.ids_carry_write_time().await?
             };
