@@ -141,6 +141,12 @@ async fn after_an_attack_incident_names_its_first_write_and_the_time_to_recover_
     assert!(time(&point["retiredAt"]) == first_marker || time(&point["retiredAt"]) > first_marker);
     assert!(human.stdout.contains(&format!("--set pointInTime={}", t["verdict"]["pointInTime"].as_str().unwrap())), "{}", human.stdout);
 
+    // Once dealt with, an incident can be set aside: activity before --since is no sign.
+    let dealt_with = k10::dr::rfc3339(chrono::Utc::now());
+    let later = incident(&f, &["--since", &dealt_with]);
+    assert_eq!(later["verdict"]["tampered"], false, "{:#}", later["verdict"]);
+    assert!(later["activity"].as_array().unwrap().iter().any(|g| g["kind"] == "forged-content"), "still listed");
+
     // The recovery with that time brings the restore point back, and it restores.
     f.k10
         .run(&["dr", "restore", "--source-cluster-id", &id, "--profile", "immutable", "--point-in-time", t["verdict"]["pointInTime"].as_str().unwrap()])

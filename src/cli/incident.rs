@@ -19,6 +19,9 @@ pub struct IncidentArgs {
     /// DR snapshots opened on each side of the first sign of tampering.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub depth: u16,
+    /// Activity before this time (RFC 3339) is listed but is no sign: an incident already dealt with.
+    #[arg(long)]
+    pub since: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -30,6 +33,7 @@ pub async fn run(global: &GlobalArgs, args: IncidentArgs) -> anyhow::Result<()> 
         profile: args.profile,
         passphrase_secret: args.passphrase_secret,
         depth: usize::from(args.depth),
+        since: args.since.as_deref().map(crate::repo::parse_point_in_time).transpose()?,
     };
     let timeline = incident::run(&cluster, &request).await?;
     if output::print_structured(args.output.format, &timeline)? {

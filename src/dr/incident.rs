@@ -211,6 +211,8 @@ pub struct Options {
     pub passphrase: String,
     /// DR snapshots opened on each side of the first sign of tampering.
     pub depth: usize,
+    /// Activity before this time is listed but is no sign (an incident already dealt with).
+    pub since: Option<Time>,
 }
 
 /// A catalog as a DR snapshot holds it.
@@ -257,6 +259,7 @@ pub struct Request {
     pub profile: Option<String>,
     pub passphrase_secret: String,
     pub depth: usize,
+    pub since: Option<Time>,
 }
 
 /// The timeline of a cluster's data in the bucket of a profile of this installation, read with
@@ -286,6 +289,7 @@ pub async fn run(cluster: &crate::k8s::Cluster, request: &Request) -> Result<Tim
         profile,
         passphrase,
         depth: request.depth.max(1),
+        since: request.since,
     };
     investigate(storage, &options).await
 }
@@ -363,7 +367,8 @@ pub async fn investigate(storage: Arc<dyn VersionedStorage>, options: &Options) 
         .collect();
     dr_times.sort();
     dr_times.dedup();
-    let provisional = events.iter().map(|e| e.at).chain(snapshot_markers.iter().map(|v| v.last_modified)).min();
+    let counts = |t: &Time| options.since.is_none_or(|since| *t >= since);
+    let provisional = events.iter().map(|e| e.at).chain(snapshot_markers.iter().map(|v| v.last_modified)).filter(counts).min();
     let mut reader = CatalogReader {
         storage: storage.clone(),
         prefix: catalog_prefix.clone(),
@@ -390,7 +395,7 @@ pub async fn investigate(storage: Arc<dyn VersionedStorage>, options: &Options) 
     events.sort_by(|a, b| (a.at, &a.key).cmp(&(b.at, &b.key)));
 
     // 5. The first sign, and the newest DR snapshot before it that reads.
-    let first_sign = events.iter().find(|e| e.kind.is_tampering()).cloned();
+    let first_sign = events.iter().find(|e| e.kind.is_tampering() && counts(&e.at)).cloned();
     let before: Vec<Time> = dr_times.iter().copied().filter(|t| first_sign.as_ref().is_none_or(|s| *t < s.at)).collect();
     let mut chosen = None;
     for t in before.iter().rev() {

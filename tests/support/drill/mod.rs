@@ -711,6 +711,8 @@ struct Setup {
     bucket: Bucket,
     /// Versions in the bucket from before this drill, which its attack leaves alone.
     earlier_versions: HashSet<(String, String)>,
+    /// When this drill began (what an earlier drill did to the bucket is before it).
+    began: chrono::DateTime<chrono::Utc>,
 }
 
 /// What the drill made so far, for the clean-up of a real target.
@@ -735,6 +737,7 @@ fn drill_prefixes(cluster_id: &str, namespace_uid: Option<&str>) -> Vec<String> 
 pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError> {
     check_allowed(&options.target, &options.namespace)?;
     let began = Instant::now();
+    let began_at = chrono::Utc::now();
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let setup = match &options.target {
         Target::Local => {
@@ -745,6 +748,7 @@ pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError
                 recovery: None,
                 bucket: Bucket::connect(&s3::unique_bucket("drill"), Some(env.endpoint.clone()), &env.region, false, keys)?,
                 earlier_versions: HashSet::new(),
+                began: began_at,
             }
         }
         Target::Real(real) => {
@@ -775,6 +779,7 @@ pub async fn run(binary: &Path, options: &Options) -> Result<Summary, DrillError
                 recovery: Some(recovery),
                 bucket,
                 earlier_versions,
+                began: began_at,
             }
         }
     };
@@ -1017,7 +1022,9 @@ async fn drill(binary: &Path, options: &Options, setup: &Setup, made: &mut Made,
     let mut incident_time = None;
     if options.passphrase_on_recovery {
         s.start("RECOVER: `kubectl k10 incident` reads the bucket's history: when the attack began, and the time to recover to");
-        let incident = ["incident", "--source-cluster-id", cluster_id.as_str(), "--profile", RECOVERY_PROFILE];
+        // What an earlier drill on the same bucket did is no sign of this one's attack.
+        let since = dr_time(setup.began);
+        let incident = ["incident", "--source-cluster-id", cluster_id.as_str(), "--profile", RECOVERY_PROFILE, "--since", since.as_str()];
         target.k10(&incident, false)?;
         let t = target.k10_json(&incident)?;
         let time = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).map(|t| t.to_utc()).map_err(|e| format!("incident printed {v} for a time: {e}"));
