@@ -1,6 +1,6 @@
 //! `kubectl k10 incident` on SeaweedFS: an untouched bucket shows no tampering; after an attack
-//! (restore points retired by hand, DR recording the empty catalog, delete markers, garbage
-//! overwrites, a note outside k10's layout) it names the attack's first write and the point in
+//! (restore points retired by hand, DR recording the empty catalog, a config overwritten, delete
+//! markers and garbage on every object, a note outside k10's layout) it names the attack's first write and the point in
 //! time before it, and recovering with that time brings the restore point back. It never writes:
 //! the bucket's versions are listed before and after.
 
@@ -24,7 +24,8 @@ fn time(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
 
 /// Every version and delete marker in the bucket, with its time.
 async fn everything(f: &Fixture) -> Vec<(String, String, bool, chrono::DateTime<chrono::Utc>)> {
-    let store = f.storage();
+    // Read-only itself: a listing through a writable store may write the version-clock probe.
+    let store = f.storage().as_ref().clone().read_only();
     store.list_versions("").await.unwrap().into_iter().map(|v| (v.key, v.version_id, v.delete_marker, v.last_modified)).collect()
 }
 
@@ -107,6 +108,7 @@ async fn after_an_attack_incident_names_its_first_write_and_the_time_to_recover_
     let id = f.server.default_namespace_uid();
     let store = f.storage();
     store.put(&format!("k10/{id}/READ-ME-TO-RECOVER.txt"), Bytes::from_static(b"pay")).await.unwrap();
+    store.put(&format!("k10/{id}/catalog/config"), Bytes::from_static(b"a config of the attacker's")).await.unwrap();
     for o in store.list(&format!("k10/{id}/")).await.unwrap() {
         store.delete(&o.key).await.unwrap();
         store.put(&o.key, Bytes::from_static(b"encrypted by the attacker")).await.unwrap();

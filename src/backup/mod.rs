@@ -429,6 +429,21 @@ pub async fn run_policy(
 pub const DEFAULT_PARALLEL_NAMESPACES: usize = 3;
 pub const PARALLEL_NAMESPACES_ANNOTATION: &str = "k10.kasten.io/parallel-namespaces";
 
+/// How many volumes of one namespace are backed up at once, unless the policy's annotation
+/// [`PARALLEL_VOLUMES_ANNOTATION`] says otherwise (1 to 16).
+pub const DEFAULT_PARALLEL_VOLUMES: usize = 2;
+pub const PARALLEL_VOLUMES_ANNOTATION: &str = "k10.kasten.io/parallel-volumes";
+
+fn parallel_volumes(policy: &Policy) -> usize {
+    policy
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PARALLEL_VOLUMES_ANNOTATION))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(DEFAULT_PARALLEL_VOLUMES, |n| n.clamp(1, 16))
+}
+
 fn parallel_namespaces(policy: &Policy) -> usize {
     policy
         .metadata
@@ -575,85 +590,94 @@ impl NamespaceBackup<'_> {
         let control_uid = self.job.map(|j| j.uid.as_str());
         let labels = cleanup::labels(ns, control_uid);
         let control_tag = control_uid.map(|uid| format!("{}{uid}", cleanup::CONTROL_TAG));
-        for (i, pvc) in claims.iter().enumerate() {
-            let claim = pvc.metadata.name.clone().unwrap_or_default();
-            // A clone of a fresh CSI snapshot where the driver has a VolumeSnapshotClass; else the
-            // live volume, read-only, on the node where a pod mounts it.
-            let snapshot_name = job_name("k10-snap", run_id, i);
-            let class = snapshots::class_for(cluster, pvc).await?;
-            // A snapshot's clone is read in kasten-io, where the store's keys are anyway; a live
-            // volume only beside it, so the keys go to the application's namespace for the run.
-            let (mount, node_name, source, why, mover_ns) = match &class {
-                Ok(_) => (snapshots::clone_claim_name(&snapshot_name), None, "snapshot", String::new(), K10_NAMESPACE),
-                Err(why) => (claim.clone(), node_of(&pod_list, &claim), "live", format!(": {why}"), ns),
-            };
-            (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{}, from the {source} volume{why})", i + 1, claims.len()));
-            if mover_ns == ns {
-                (self.progress)(&format!(
-                    "namespace {ns}: volume {claim}: its data mover runs in {ns}, beside the live volume: the store's keys and the repository password are exposed to {ns} for the run, in a Secret its Job owns and removes"
-                ));
-            } else {
-                (self.progress)(&format!("namespace {ns}: volume {claim}: its data mover reads the snapshot's clone in {K10_NAMESPACE}; no key reaches {ns}"));
-            }
-            let mut args = vec!["datamover".to_string(), "backup".into(), "--path".into(), "/data".into()];
-            args.extend(target.args());
-            let tags = [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into(), format!("source={source}")];
-            for tag in tags.into_iter().chain(control_tag.clone()) {
-                args.extend(["--tag".into(), tag]);
-            }
-            // Each claim's snapshots are a series (by uid: a claim deleted and made again under its
-            // name starts a new one): unchanged files are not read again.
-            if let Some(claim_uid) = pvc.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
-                args.extend(["--tag".into(), format!("pvc-uid={claim_uid}")]);
-                for tag in [format!("pvc-uid={claim_uid}"), "kind=volume".into()] {
-                    args.extend(["--series".into(), tag]);
+        let (target, labels, control_tag, pod_list, total) = (&target, &labels, &control_tag, &pod_list, claims.len());
+        // The volumes' data movers run side by side (each on its volume's node, or on any for a
+        // snapshot's clone), up to the policy's bound; every one is waited for, then the first
+        // failure, if any, fails the namespace.
+        let outcomes: Vec<Result<()>> = futures::stream::iter(claims.iter().enumerate())
+            .map(|(i, pvc)| async move {
+                let claim = pvc.metadata.name.clone().unwrap_or_default();
+                // A clone of a fresh CSI snapshot where the driver has a VolumeSnapshotClass; else the
+                // live volume, read-only, on the node where a pod mounts it.
+                let snapshot_name = job_name("k10-snap", run_id, i);
+                let class = snapshots::class_for(cluster, pvc).await?;
+                // A snapshot's clone is read in kasten-io, where the store's keys are anyway; a live
+                // volume only beside it, so the keys go to the application's namespace for the run.
+                let (mount, node_name, source, why, mover_ns) = match &class {
+                    Ok(_) => (snapshots::clone_claim_name(&snapshot_name), None, "snapshot", String::new(), K10_NAMESPACE),
+                    Err(why) => (claim.clone(), node_of(&pod_list, &claim), "live", format!(": {why}"), ns),
+                };
+                (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{total}, from the {source} volume{why})", i + 1));
+                if mover_ns == ns {
+                    (self.progress)(&format!(
+                        "namespace {ns}: volume {claim}: its data mover runs in {ns}, beside the live volume: the store's keys and the repository password are exposed to {ns} for the run, in a Secret its Job owns and removes"
+                    ));
+                } else {
+                    (self.progress)(&format!("namespace {ns}: volume {claim}: its data mover reads the snapshot's clone in {K10_NAMESPACE}; no key reaches {ns}"));
                 }
-            }
-            // In kasten-io, the control Job owns its data movers: killing the run removes them.
-            let owner = self.job.filter(|_| mover_ns == K10_NAMESPACE).map(|j| OwnerReference {
-                api_version: "batch/v1".into(),
-                kind: "Job".into(),
-                name: j.name.clone(),
-                uid: j.uid.clone(),
-                ..Default::default()
-            });
-            let job = ProductJob {
-                namespace: mover_ns.to_string(),
-                name: job_name("k10-backup", run_id, i),
-                args,
-                secret_env: BTreeMap::from([
-                    (datamover::ENV_ACCESS_KEY.into(), self.credentials.access_key_id.clone()),
-                    (datamover::ENV_SECRET_KEY.into(), self.credentials.secret_access_key.clone()),
-                    (datamover::ENV_PASSWORD.into(), password.to_string()),
-                ]),
-                mount: Some(Mount {
-                    claim: mount,
-                    path: "/data".into(),
-                    read_only: true,
-                }),
-                node_name,
-                labels: labels.clone(),
-                timeout: JOB_TIMEOUT,
-                owner,
-            };
-            // The Job first, suspended: the snapshot and its clone are its own from the start.
-            let suspended = job.create_suspended(cluster).await?;
-            let clone = match &class {
-                Ok(class) => match snapshots::clone_in_kasten_io(cluster, pvc, &snapshot_name, class, suspended.owner(), &labels).await {
-                    Ok(clone) => Some(clone),
-                    Err(e) => {
-                        suspended.remove().await;
-                        return Err(e.into());
+                let mut args = vec!["datamover".to_string(), "backup".into(), "--path".into(), "/data".into()];
+                args.extend(target.args());
+                let tags = [format!("run={run_id}"), format!("pvc={claim}"), "kind=volume".into(), format!("source={source}")];
+                for tag in tags.into_iter().chain(control_tag.clone()) {
+                    args.extend(["--tag".into(), tag]);
+                }
+                // Each claim's snapshots are a series (by uid: a claim deleted and made again under its
+                // name starts a new one): unchanged files are not read again.
+                if let Some(claim_uid) = pvc.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+                    args.extend(["--tag".into(), format!("pvc-uid={claim_uid}")]);
+                    for tag in [format!("pvc-uid={claim_uid}"), "kind=volume".into()] {
+                        args.extend(["--series".into(), tag]);
                     }
-                },
-                Err(_) => None,
-            };
-            let result = suspended.run(&|doing| (self.progress)(&format!("namespace {ns}: volume {claim}: {doing}"))).await;
-            if let Some(c) = &clone {
-                c.remove(cluster).await;
-            }
-            result?;
-        }
+                }
+                // In kasten-io, the control Job owns its data movers: killing the run removes them.
+                let owner = self.job.filter(|_| mover_ns == K10_NAMESPACE).map(|j| OwnerReference {
+                    api_version: "batch/v1".into(),
+                    kind: "Job".into(),
+                    name: j.name.clone(),
+                    uid: j.uid.clone(),
+                    ..Default::default()
+                });
+                let job = ProductJob {
+                    namespace: mover_ns.to_string(),
+                    name: job_name("k10-backup", run_id, i),
+                    args,
+                    secret_env: BTreeMap::from([
+                        (datamover::ENV_ACCESS_KEY.into(), self.credentials.access_key_id.clone()),
+                        (datamover::ENV_SECRET_KEY.into(), self.credentials.secret_access_key.clone()),
+                        (datamover::ENV_PASSWORD.into(), password.to_string()),
+                    ]),
+                    mount: Some(Mount {
+                        claim: mount,
+                        path: "/data".into(),
+                        read_only: true,
+                    }),
+                    node_name,
+                    labels: labels.clone(),
+                    timeout: JOB_TIMEOUT,
+                    owner,
+                };
+                // The Job first, suspended: the snapshot and its clone are its own from the start.
+                let suspended = job.create_suspended(cluster).await?;
+                let clone = match &class {
+                    Ok(class) => match snapshots::clone_in_kasten_io(cluster, pvc, &snapshot_name, class, suspended.owner(), &labels).await {
+                        Ok(clone) => Some(clone),
+                        Err(e) => {
+                            suspended.remove().await;
+                            return Err(e.into());
+                        }
+                    },
+                    Err(_) => None,
+                };
+                let result = suspended.run(&|doing| (self.progress)(&format!("namespace {ns}: volume {claim}: {doing}"))).await;
+                if let Some(c) = &clone {
+                    c.remove(cluster).await;
+                }
+                result.map(|_| ()).map_err(BackupError::from)
+            })
+            .buffer_unordered(parallel_volumes(self.policy))
+            .collect()
+            .await;
+        outcomes.into_iter().collect::<Result<Vec<()>>>()?;
         let run_tag = format!("run={run_id}");
         let all = repo.snapshots().await?;
         for snap in all.iter().cloned() {
@@ -715,7 +739,7 @@ impl NamespaceBackup<'_> {
         });
         documents.push(("index.json".into(), Bytes::from(serde_json::to_vec_pretty(&index).expect("json"))));
         let snap = repo
-            .backup_documents(documents, &[vec![run_tag, "kind=manifests".into()], control_tag.into_iter().collect()].concat())
+            .backup_documents(documents, &[vec![run_tag, "kind=manifests".into()], control_tag.iter().cloned().collect()].concat())
             .await?;
         written.push((
             SnapshotRef {

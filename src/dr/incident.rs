@@ -9,7 +9,8 @@
 //!   `data/`) whose content does not hash to its name. Every version of the small files is
 //!   checked, and every version of a pack that has more than one (k10 writes a pack once; a second
 //!   version is a retry's identical copy or a forgery); a pack with a single version is not read.
-//! - `overwrite`: a second version of a repository's `config` (k10 writes it once);
+//! - `overwrite`: a version of a repository's `config` written while another was current (k10
+//!   writes it once; after every file of a repository was hidden, a run starts it afresh);
 //! - `delete-marker`: on a key k10 never deletes (all but an application repository's snapshots);
 //! - `manual-retirement`: delete markers on the snapshots of restore points (those a DR snapshot
 //!   records) that a policy run's retention did not make: retention never retires the newest
@@ -332,7 +333,16 @@ pub async fn investigate(storage: Arc<dyn VersionedStorage>, options: &Options) 
         }
         events.extend(written.iter().filter(|v| v.multipart).map(|v| activity(v, Kind::Multipart)));
         if file == "config" {
-            events.extend(written.iter().skip(1).map(|v| activity(v, Kind::Overwrite)));
+            // A config written while another is current is an overwrite; one written after the
+            // current one was hidden starts the repository afresh (k10 does, when every file of
+            // it is hidden): the delete marker before it is the sign.
+            let mut current = false;
+            for v in &vs {
+                if !v.delete_marker && current {
+                    events.push(activity(v, Kind::Overwrite));
+                }
+                current = !v.delete_marker;
+            }
         } else if written.len() > 1 || !file.starts_with("data/") {
             to_check.extend(written.iter().filter(|v| !v.multipart));
         }
