@@ -35,23 +35,25 @@ struct Measured {
     stdout: String,
 }
 
-/// Runs a command to its end and reads its peak RSS from the kernel (`wait4`).
+/// Runs a command to its end and reads its peak RSS from the kernel (`wait4`, which also reaps
+/// it: the `Child` is never waited on).
+#[allow(clippy::zombie_processes)]
 fn measure(command: &mut Command) -> Measured {
     let stdout_file = tempfile::NamedTempFile::new().unwrap();
+    let stderr_file = tempfile::NamedTempFile::new().unwrap();
     let start = Instant::now();
     let child = command
         .stdout(stdout_file.reopen().unwrap())
-        .stderr(std::process::Stdio::piped())
+        .stderr(stderr_file.reopen().unwrap())
         .spawn()
         .expect("the command starts");
     let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; it is filled by the kernel.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `usage` is a valid rusage to fill.
+    // SAFETY: waits for our own child, with valid pointers.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let seconds = start.elapsed().as_secs_f64();
-    let mut stderr = String::new();
-    use std::io::Read;
-    child.stderr.expect("piped").read_to_string(&mut stderr).ok();
+    let stderr = std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
     assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{command:?} failed: {stderr}");
     Measured {
         seconds,

@@ -605,7 +605,7 @@ impl NamespaceBackup<'_> {
                 // volume only beside it, so the keys go to the application's namespace for the run.
                 let (mount, node_name, source, why, mover_ns) = match &class {
                     Ok(_) => (snapshots::clone_claim_name(&snapshot_name), None, "snapshot", String::new(), K10_NAMESPACE),
-                    Err(why) => (claim.clone(), node_of(&pod_list, &claim), "live", format!(": {why}"), ns),
+                    Err(why) => (claim.clone(), node_of(pod_list, &claim), "live", format!(": {why}"), ns),
                 };
                 (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{total}, from the {source} volume{why})", i + 1));
                 if mover_ns == ns {
@@ -659,7 +659,7 @@ impl NamespaceBackup<'_> {
                 // The Job first, suspended: the snapshot and its clone are its own from the start.
                 let suspended = job.create_suspended(cluster).await?;
                 let clone = match &class {
-                    Ok(class) => match snapshots::clone_in_kasten_io(cluster, pvc, &snapshot_name, class, suspended.owner(), &labels).await {
+                    Ok(class) => match snapshots::clone_in_kasten_io(cluster, pvc, &snapshot_name, class, suspended.owner(), labels).await {
                         Ok(clone) => Some(clone),
                         Err(e) => {
                             suspended.remove().await;
