@@ -174,7 +174,9 @@ async fn main() {
             let locked = s3::unique_bucket("shapes-k10");
             env.create_locked_bucket(&locked, Some((ObjectLockRetentionMode::Compliance, s3::Retention::Days(21)))).await;
             let prefix = "k10/bench/repos/vol/";
-            k10::repo::Repo::init(std::sync::Arc::new(storage(&locked)), prefix, PASSWORD).await.unwrap();
+            // The data mover gets the repository's master key, as the product's Jobs give it;
+            // restic its password (its key derivation is part of its run).
+            let key = k10::repo::Repo::init(std::sync::Arc::new(storage(&locked)), prefix, PASSWORD).await.unwrap().key().to_secret();
             let k10 = |args: &[&str]| {
                 let mut c = Command::new(binary);
                 c.args(["datamover"])
@@ -182,7 +184,7 @@ async fn main() {
                     .args(["--repository", prefix, "--bucket", &locked, "--region", &env.region, "--endpoint", &env.endpoint, "--protection-days", "1"])
                     .env("AWS_ACCESS_KEY_ID", &env.access_key)
                     .env("AWS_SECRET_ACCESS_KEY", &env.secret_key)
-                    .env("K10_REPO_PASSWORD", PASSWORD);
+                    .env("K10_REPO_KEY", &key);
                 c
             };
             let backup = ["backup", "--path", data.to_str().unwrap(), "--tag", "pvc-uid=bench", "--series", "pvc-uid=bench", "--series", "kind=volume"];

@@ -302,7 +302,7 @@ async fn a_data_movers_secret_is_owned_by_its_job_from_the_moment_it_exists() {
     let events = secret_events(&f, &["-n", "shop"], || out = f.k10.run(&["policy", "run", "p", "--wait"]).ok().stderr);
     // Without a snapshot class the data movers read the live volumes beside them, and say that
     // the keys are exposed to the namespace for the run.
-    assert!(out.contains("the store's keys and the repository password are exposed to shop for the run"), "{out}");
+    assert!(out.contains("the store's keys and the repository key are exposed to shop for the run"), "{out}");
     let movers: Vec<&serde_json::Value> = events.iter().filter(|e| e["object"]["metadata"]["name"].as_str().unwrap_or("").starts_with("k10-backup-")).collect();
     assert!(movers.iter().any(|e| e["type"] == "ADDED"), "the run's data mover Secrets were not seen: {events:?}");
     for e in &movers {
@@ -339,7 +339,7 @@ async fn with_a_snapshot_class_no_key_leaves_kasten_io() {
     assert!(backup.contains("volume data: its data mover reads the snapshot's clone in kasten-io; no key reaches shop"), "{backup}");
     assert!(restore.contains("volume data: restoring data in kasten-io (its class has CSI snapshots: no key reaches shop)"), "{restore}");
     assert!(events.iter().any(|e| e["object"]["metadata"]["name"] == "canary"), "{events:?}");
-    let keys = [k10::datamover::ENV_ACCESS_KEY, k10::datamover::ENV_SECRET_KEY, k10::datamover::ENV_PASSWORD];
+    let keys = [k10::datamover::ENV_ACCESS_KEY, k10::datamover::ENV_SECRET_KEY, k10::datamover::ENV_KEY, k10::datamover::ENV_PASSWORD];
     for e in events.iter().filter(|e| e["object"]["metadata"]["namespace"] != "kasten-io") {
         let data = e["object"]["data"].as_object().cloned().unwrap_or_default();
         assert!(keys.iter().all(|k| !data.contains_key(*k)), "a Secret with the store's keys outside kasten-io: {e}");

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use k10::objectstore::memory::MemoryStorage;
 use k10::objectstore::pit::PointInTime;
 use k10::objectstore::storage::{Storage, StorageError, VersionedStorage};
-use k10::repo::{parse_point_in_time, ReadOnly, Repo, RepoError, Writable};
+use k10::repo::{parse_point_in_time, ReadOnly, Repo, RepoError, RepoKey, Unlock, Writable};
 use support::tree;
 
 const PREFIX: &str = "k10/cluster/repos/ns-uid/";
@@ -93,6 +93,43 @@ async fn backup_restore_documents_and_forget() {
     assert!(matches!(err, RepoError::DestinationNotEmpty(_)), "{err}");
     assert!(err.to_string().contains("stranger.txt is not in snapshot"), "{err}");
     assert_eq!(std::fs::read(again.join("stranger.txt")).unwrap(), b"mine");
+}
+
+/// A data mover opens with the master key its Secret holds (no key derivation): it reads and
+/// writes as the password does; another repository's key, a damaged one or one that is not
+/// JSON is refused clearly, and no form of it shows the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_master_key_opens_as_the_password_does() {
+    let (store, repo) = new_repo().await;
+    let src = tempfile::tempdir().unwrap();
+    tree::small(src.path());
+    let text = repo.key().to_secret();
+    let key = RepoKey::parse(&text).unwrap();
+    let by_key = Repo::open_with(store.clone(), PREFIX, Unlock::Key(&key)).await.unwrap();
+    let snap = by_key.backup_dir(src.path(), &["by=key".into()]).await.unwrap();
+    let stored = repo.stored_at(&snap.id).await.unwrap();
+    let view = Repo::<ReadOnly>::open_at_with(store.clone(), PREFIX, stored, Unlock::Key(&key)).await.unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    view.restore(&snap.id, &dest.path().join("out")).await.unwrap();
+    tree::assert_same(src.path(), &dest.path().join("out"));
+    assert_eq!(format!("{key:?}"), "RepoKey(…)");
+    let secret_part = &text[text.find("\"encrypt\"").unwrap() + 11..][..20];
+    assert!(!format!("{key:?}").contains(secret_part));
+
+    // Another repository's key: refused, named, nothing written.
+    let other = Repo::init(store.clone(), "k10/cluster/repos/other/", "pw").await.unwrap().key();
+    let before = store.list_versions("").await.unwrap().len();
+    let err = Repo::open_with(store.clone(), PREFIX, Unlock::Key(&other)).await.unwrap_err();
+    assert!(matches!(err, RepoError::WrongKey { .. }), "{err}");
+    assert!(err.to_string().contains("the repository key does not open the repository at"), "{err}");
+    assert_eq!(store.list_versions("").await.unwrap().len(), before);
+    // Not a key: the error says what it should be and does not repeat the text.
+    for bad in ["", "pw", "{\"mac\":{}}", &text[..text.len() / 2]] {
+        let err = RepoKey::parse(bad).unwrap_err();
+        assert!(matches!(err, RepoError::MalformedKey(_)), "{err}");
+        assert!(err.to_string().contains("the repository key is malformed"), "{err}");
+        assert!(bad.len() < 8 || !err.to_string().contains(&bad[..8]), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

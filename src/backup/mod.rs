@@ -515,7 +515,7 @@ impl NamespaceBackup<'_> {
                 Err(e) => (self.progress)(&format!("namespace {ns}: could not look for snapshots of interrupted runs: {e}")),
             },
         }
-        let outcome = match self.write(&repo, &run_id, &repository, &password).await {
+        let outcome = match self.write(&repo, &run_id, &repository).await {
             Ok(written) => self.record(&repo, &point, &repository, &secret_name, &uid, start, written).await,
             Err(e) => Err(e),
         };
@@ -563,7 +563,7 @@ impl NamespaceBackup<'_> {
     }
 
     /// Backs up the volumes, then the manifests.
-    async fn write(&self, repo: &Repo<Writable>, run_id: &str, repository: &str, password: &str) -> Result<Written> {
+    async fn write(&self, repo: &Repo<Writable>, run_id: &str, repository: &str) -> Result<Written> {
         let (cluster, ns) = (self.cluster, self.namespace);
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
@@ -590,7 +590,9 @@ impl NamespaceBackup<'_> {
         let control_uid = self.job.map(|j| j.uid.as_str());
         let labels = cleanup::labels(ns, control_uid);
         let control_tag = control_uid.map(|uid| format!("{}{uid}", cleanup::CONTROL_TAG));
-        let (target, labels, control_tag, pod_list, total) = (&target, &labels, &control_tag, &pod_list, claims.len());
+        // Data movers get the master key: none of them derives it from the password again.
+        let mover_key = repo.key().to_secret();
+        let (target, labels, control_tag, pod_list, total, mover_key) = (&target, &labels, &control_tag, &pod_list, claims.len(), &mover_key);
         // The volumes' data movers run side by side (each on its volume's node, or on any for a
         // snapshot's clone), up to the policy's bound; every one is waited for, then the first
         // failure, if any, fails the namespace.
@@ -610,7 +612,7 @@ impl NamespaceBackup<'_> {
                 (self.progress)(&format!("namespace {ns}: volume {claim} ({}/{total}, from the {source} volume{why})", i + 1));
                 if mover_ns == ns {
                     (self.progress)(&format!(
-                        "namespace {ns}: volume {claim}: its data mover runs in {ns}, beside the live volume: the store's keys and the repository password are exposed to {ns} for the run, in a Secret its Job owns and removes"
+                        "namespace {ns}: volume {claim}: its data mover runs in {ns}, beside the live volume: the store's keys and the repository key are exposed to {ns} for the run, in a Secret its Job owns and removes"
                     ));
                 } else {
                     (self.progress)(&format!("namespace {ns}: volume {claim}: its data mover reads the snapshot's clone in {K10_NAMESPACE}; no key reaches {ns}"));
@@ -644,7 +646,7 @@ impl NamespaceBackup<'_> {
                     secret_env: BTreeMap::from([
                         (datamover::ENV_ACCESS_KEY.into(), self.credentials.access_key_id.clone()),
                         (datamover::ENV_SECRET_KEY.into(), self.credentials.secret_access_key.clone()),
-                        (datamover::ENV_PASSWORD.into(), password.to_string()),
+                        (datamover::ENV_KEY.into(), mover_key.clone()),
                     ]),
                     mount: Some(Mount {
                         claim: mount,

@@ -1,6 +1,7 @@
 //! The data mover: the in-cluster side of volume backups and restores. A Job mounts the volume
 //! and runs `kubectl-k10 datamover backup|restore …`; everything it needs comes as arguments
-//! (no secrets) and environment variables from a Secret (the store's keys, the repository password).
+//! (no secrets) and environment variables from a Secret (the store's keys, the repository's
+//! master key: no key derivation in the mover; a password is taken too, for use by hand).
 //! It needs no access to the Kubernetes API.
 
 pub mod tree;
@@ -13,11 +14,12 @@ use crate::objectstore::retry::Stats;
 use crate::objectstore::s3::S3Storage;
 use crate::objectstore::storage::Time;
 use crate::objectstore::{Credentials, Location, ObjectStore, StoreError};
-use crate::repo::{ReadOnly, Repo, RepoError, Restored, Snapshot};
+use crate::repo::{ReadOnly, Repo, RepoError, RepoKey, Restored, Snapshot, Unlock};
 
 /// Environment variables the Job's Secret provides.
 pub const ENV_ACCESS_KEY: &str = "AWS_ACCESS_KEY_ID";
 pub const ENV_SECRET_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const ENV_KEY: &str = "K10_REPO_KEY";
 pub const ENV_PASSWORD: &str = "K10_REPO_PASSWORD";
 
 /// Where the repository is: the non-secret half of a data mover's settings.
@@ -41,7 +43,7 @@ pub struct Target {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataMoverError {
-    #[error("environment variable {0} is not set: the data mover reads the store's keys and the repository password from its Secret")]
+    #[error("environment variable {0} is not set: the data mover reads the store's keys and the repository key ({ENV_KEY}) or password ({ENV_PASSWORD}) from its Secret")]
     MissingEnv(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,6 +60,28 @@ fn env(name: &'static str) -> Result<String, DataMoverError> {
         .ok()
         .filter(|v| !v.is_empty())
         .ok_or(DataMoverError::MissingEnv(name))
+}
+
+/// What opens the repository: the master key when the Secret has it, else the password.
+enum Opener {
+    Key(RepoKey),
+    Password(String),
+}
+
+impl Opener {
+    fn from_env() -> Result<Opener, DataMoverError> {
+        match env(ENV_KEY) {
+            Ok(text) => Ok(Opener::Key(RepoKey::parse(&text)?)),
+            Err(_) => env(ENV_PASSWORD).map(Opener::Password),
+        }
+    }
+
+    fn unlock(&self) -> Unlock<'_> {
+        match self {
+            Opener::Key(key) => Unlock::Key(key),
+            Opener::Password(password) => Unlock::Password(password),
+        }
+    }
 }
 
 impl Target {
@@ -105,7 +129,7 @@ impl Target {
 /// store's retry policy did.
 pub async fn backup(target: &Target, path: &Path, tags: &[String], series: &[String]) -> Result<(Snapshot, Stats), DataMoverError> {
     let storage = target.storage()?;
-    let repo = Repo::open(storage.clone(), &target.repository, &env(ENV_PASSWORD)?).await?;
+    let repo = Repo::open_with(storage.clone(), &target.repository, Opener::from_env()?.unlock()).await?;
     let snapshot = if series.is_empty() {
         repo.backup_dir(path, tags).await?
     } else {
@@ -118,7 +142,7 @@ pub async fn backup(target: &Target, path: &Path, tags: &[String], series: &[Str
 /// store's retry policy did.
 pub async fn restore(target: &Target, snapshot: &str, at: Time, path: &Path) -> Result<(Restored, Stats), DataMoverError> {
     let storage = target.storage()?;
-    let repo = Repo::<ReadOnly>::open_at(storage.clone(), &target.repository, at, &env(ENV_PASSWORD)?).await?;
+    let repo = Repo::<ReadOnly>::open_at_with(storage.clone(), &target.repository, at, Opener::from_env()?.unlock()).await?;
     let restored = repo.restore(snapshot, path).await?;
     for skipped in repo.skipped() {
         tracing::warn!("passed over {skipped}");
@@ -129,6 +153,6 @@ pub async fn restore(target: &Target, snapshot: &str, at: Time, path: &Path) -> 
 /// Compares the tree at `path` with a snapshot of the repository as it was at `at`.
 pub async fn verify(target: &Target, snapshot: &str, at: Time, path: &Path) -> Result<Vec<String>, DataMoverError> {
     let storage = target.storage()?;
-    let repo = Repo::<ReadOnly>::open_at(storage, &target.repository, at, &env(ENV_PASSWORD)?).await?;
+    let repo = Repo::<ReadOnly>::open_at_with(storage, &target.repository, at, Opener::from_env()?.unlock()).await?;
     Ok(repo.compare(snapshot, path).await?)
 }

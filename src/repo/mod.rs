@@ -38,6 +38,10 @@ pub enum RepoError {
     AlreadyExists { location: String },
     #[error("wrong password for the repository at {location}: use the password Secret of this repository (or the DR passphrase it was written with)")]
     WrongPassword { location: String },
+    #[error("the repository key does not open the repository at {location}: the data mover's Secret holds another repository's key (or a damaged one); run the backup or restore again, which writes its Secret afresh")]
+    WrongKey { location: String },
+    #[error("the repository key is malformed: {0}; it is the JSON the backup or restore wrote into the data mover's Secret")]
+    MalformedKey(String),
     #[error("point in time {at} is in the future (now {now}): choose a time before now")]
     FutureTime { at: String, now: String },
     #[error("malformed point in time {0:?}: use RFC 3339, e.g. 2026-01-02T15:04:05Z")]
@@ -146,6 +150,42 @@ pub struct Restored {
     pub written: u64,
     /// Bytes found on the destination already (an interrupted restore's) and kept.
     pub kept: u64,
+}
+
+/// What opens a repository: its password (the key derivation, scrypt, costs about 128 MiB and
+/// a second of CPU on purpose), or its master key, what the password unlocks. The master key is
+/// as secret as the password (either reads and writes everything); data movers get it so that
+/// each of them need not derive it again.
+#[derive(Clone, Copy)]
+pub enum Unlock<'a> {
+    Password(&'a str),
+    Key(&'a RepoKey),
+}
+
+/// A repository's master key. Its text form (JSON) goes only into Kubernetes Secrets; it is
+/// never printed (Debug shows nothing of it).
+#[derive(Clone)]
+pub struct RepoKey(MasterKey);
+
+impl RepoKey {
+    /// Parses the text form written by [`RepoKey::to_secret`].
+    pub fn parse(text: &str) -> Result<RepoKey> {
+        serde_json::from_str::<MasterKey>(text.trim())
+            .map(RepoKey)
+            // serde's message names a position, never the text.
+            .map_err(|e| RepoError::MalformedKey(e.to_string()))
+    }
+
+    /// The text form, for a Secret.
+    pub fn to_secret(&self) -> String {
+        serde_json::to_string(&self.0).expect("a master key serializes")
+    }
+}
+
+impl std::fmt::Debug for RepoKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RepoKey(…)")
+    }
 }
 
 /// Typestate marker: the repository can be written (backup, forget).
@@ -314,9 +354,14 @@ impl Repo<Writable> {
 
     /// Opens the repository under `prefix` as it is now.
     pub async fn open(storage: Arc<dyn Storage>, prefix: &str, password: &str) -> Result<Repo<Writable>> {
+        Self::open_with(storage, prefix, Unlock::Password(password)).await
+    }
+
+    /// Opens the repository under `prefix` as it is now, with its password or its key.
+    pub async fn open_with(storage: Arc<dyn Storage>, prefix: &str, unlock: Unlock<'_>) -> Result<Repo<Writable>> {
         let backends = backends(storage.clone(), prefix);
         let location = backends.repository().location();
-        let key = unlock(backends.clone(), location.clone(), password.to_string()).await?;
+        let key = open_key(backends.clone(), location.clone(), unlock).await?;
         Ok(Repo::new(backends, key, storage, prefix, location))
     }
 
@@ -450,11 +495,21 @@ impl Repo<ReadOnly> {
         at: Time,
         password: &str,
     ) -> Result<Repo<ReadOnly>> {
+        Self::open_at_with(storage, prefix, at, Unlock::Password(password)).await
+    }
+
+    /// [`Repo::open_at`] with the repository's password or its key.
+    pub async fn open_at_with(
+        storage: Arc<dyn VersionedStorage>,
+        prefix: &str,
+        at: Time,
+        unlock: Unlock<'_>,
+    ) -> Result<Repo<ReadOnly>> {
         check_not_future(at, CLOCK_SKEW)?;
         let view = Arc::new(PointInTime::new(storage, prefix, at).await?.with_content_addresses(backend::content_address));
         let backends = backends(view.clone(), prefix);
         let location = backends.repository().location();
-        let key = unlock(backends.clone(), location.clone(), password.to_string()).await?;
+        let key = open_key(backends.clone(), location.clone(), unlock).await?;
         let mut repo = Repo::new(backends, key, view.clone(), prefix, location);
         repo.view = Some(view);
         Ok(repo)
@@ -486,7 +541,7 @@ impl Repo<ReadOnly> {
         let view = Arc::new(PointInTime::from_versions(storage, prefix, at, versions).with_content_addresses(backend::content_address));
         let backends = backends(view.clone(), prefix);
         let location = backends.repository().location();
-        let key = unlock(backends.clone(), location.clone(), password.to_string()).await?;
+        let key = open_key(backends.clone(), location.clone(), Unlock::Password(password)).await?;
         let mut repo = Repo::new(backends, key, view.clone(), prefix, location);
         repo.view = Some(view);
         Ok(repo)
@@ -498,16 +553,27 @@ impl Repo<ReadOnly> {
     }
 }
 
-/// Opens with the password (the slow key derivation, once) and keeps the master key.
-async fn unlock(backends: RepositoryBackends, location: String, password: String) -> Result<MasterKey> {
+/// Opens with the password (the slow key derivation, once) or the master key (its config must
+/// decrypt with it) and keeps the master key.
+async fn open_key(backends: RepositoryBackends, location: String, unlock: Unlock<'_>) -> Result<MasterKey> {
+    let credentials = match unlock {
+        Unlock::Password(password) => Credentials::password(password),
+        Unlock::Key(key) => Credentials::Masterkey(key.0.clone()),
+    };
     blocking("open", &location.clone(), move || {
         if !has_config(&backends, &location)? {
             return Err(RepoError::NoRepository { location });
         }
+        let by_key = matches!(credentials, Credentials::Masterkey(_));
         let repo = Repository::new(&options(), &backends)
             .map_err(|e| engine("open", &location, e))?
-            .open(&Credentials::password(password))
-            .map_err(|e| engine("open", &location, e))?;
+            .open(&credentials)
+            .map_err(|e| match engine("open", &location, e) {
+                // With a key there is no key file to try: a config that does not decrypt means
+                // another key (an outage or a forged config is told apart by the store's answer).
+                RepoError::Engine { .. } if by_key => RepoError::WrongKey { location: location.clone() },
+                other => other,
+            })?;
         Ok(repo.key())
     })
     .await
@@ -573,6 +639,11 @@ impl<M: Send + Sync + 'static> Repo<M> {
 
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// The master key this repository was opened with, for a data mover's Secret.
+    pub fn key(&self) -> RepoKey {
+        RepoKey(self.key.clone())
     }
 
     /// The repository's snapshots, oldest first.

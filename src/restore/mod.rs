@@ -131,7 +131,6 @@ struct Opened {
     index: serde_json::Value,
     target: Target,
     credentials: Credentials,
-    password: String,
     end_time: String,
 }
 
@@ -185,7 +184,6 @@ async fn open(cluster: &Cluster, content: &RestorePointContent, progress: &(dyn 
             protection_days: None,
         },
         credentials: catalog::profile_credentials(cluster, &profile).await?,
-        password,
         end_time: spec.end_time.clone(),
     })
 }
@@ -215,7 +213,7 @@ impl Opened {
             secret_env: BTreeMap::from([
                 (datamover::ENV_ACCESS_KEY.into(), self.credentials.access_key_id.clone()),
                 (datamover::ENV_SECRET_KEY.into(), self.credentials.secret_access_key.clone()),
-                (datamover::ENV_PASSWORD.into(), self.password.clone()),
+                (datamover::ENV_KEY.into(), self.repo.key().to_secret()),
             ]),
             mount: Some(Mount {
                 claim: claim.to_string(),
