@@ -212,7 +212,7 @@ async fn main() {
             change(&data);
             let changed_digest = tree::digest(&data).unwrap();
             let k10_small = measure(&mut k10(&backup));
-            let snapshot = serde_json::from_str::<serde_json::Value>(k10_small.stdout.lines().last().unwrap()).unwrap()["snapshot"].as_str().unwrap().to_string();
+            let snapshot = serde_json::from_str::<serde_json::Value>(k10_small.stdout.lines().rfind(|l| l.starts_with('{')).unwrap()).unwrap()["snapshot"].as_str().unwrap().to_string();
             rows.push(Row { step: "small-change re-backup", k10: k10_small, restic: measure(&mut restic(&["backup", path])) });
             tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
             let as_of = k10::dr::rfc3339(chrono::Utc::now());

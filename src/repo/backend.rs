@@ -117,6 +117,8 @@ impl WriteBackend for StorageBackend {
             [one] => one.clone(),
             parts => Bytes::from(parts.concat()),
         };
+        // The parts are copied: not held twice during the upload.
+        drop(content);
         self.runtime
             .block_on(self.storage.put(&self.key(tpe, id), data))
             .map(|_| ())

@@ -251,6 +251,20 @@ fn check_not_future(at: Time, tolerance: chrono::Duration) -> Result<()> {
     Ok(())
 }
 
+/// Data packs of a new repository: 16 MiB, whatever its size (restic's size; rustic_core's
+/// default starts at 32 MiB and grows with the square root of the repository, to 79 MiB at
+/// 2 TiB). A backup holds up to six packs at once (one filling, the rest queued behind the one
+/// upload), a restore [`restorer::PACKS_IN_FLIGHT`]: fixed packs keep a data mover's memory
+/// fixed. The price: more objects (a 2 TiB volume is about 131,000 packs) for maintenance to
+/// extend. A repository's config is written once; one made before keeps its packs.
+pub const DATA_PACK_BYTES: u64 = 16 << 20;
+
+fn config_options() -> ConfigOptions {
+    ConfigOptions::default()
+        .set_datapack_size(bytesize::ByteSize::b(DATA_PACK_BYTES))
+        .set_datapack_size_limit(bytesize::ByteSize::b(DATA_PACK_BYTES))
+}
+
 fn options() -> RepositoryOptions {
     RepositoryOptions::default().no_cache(true)
 }
@@ -344,7 +358,7 @@ impl Repo<Writable> {
             }
             let repo = Repository::new(&options(), &b)
                 .map_err(|e| engine("init", &loc, e))?
-                .init(&Credentials::password(password), &KeyOptions::default(), &ConfigOptions::default())
+                .init(&Credentials::password(password), &KeyOptions::default(), &config_options())
                 .map_err(|e| engine("init", &loc, e))?;
             Ok(repo.key())
         })
