@@ -444,6 +444,18 @@ fn parallel_volumes(policy: &Policy) -> usize {
         .map_or(DEFAULT_PARALLEL_VOLUMES, |n| n.clamp(1, 16))
 }
 
+/// The memory limit of the policy's data movers, from its annotation
+/// [`crate::k8s::jobs::MOVER_MEMORY_ANNOTATION`] (None: the default; an error names a bad value).
+pub fn mover_memory_limit(policy: &Policy) -> std::result::Result<Option<u64>, String> {
+    policy
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::k8s::jobs::MOVER_MEMORY_ANNOTATION))
+        .map(|v| crate::k8s::jobs::parse_mover_memory(v).map_err(|e| format!("annotation {}: {e}", crate::k8s::jobs::MOVER_MEMORY_ANNOTATION)))
+        .transpose()
+}
+
 fn parallel_namespaces(policy: &Policy) -> usize {
     policy
         .metadata
@@ -590,6 +602,10 @@ impl NamespaceBackup<'_> {
         let control_uid = self.job.map(|j| j.uid.as_str());
         let labels = cleanup::labels(ns, control_uid);
         let control_tag = control_uid.map(|uid| format!("{}{uid}", cleanup::CONTROL_TAG));
+        let mover_memory = mover_memory_limit(self.policy).unwrap_or_else(|e| {
+            (self.progress)(&format!("namespace {ns}: warning: {e}; data movers get the default limit"));
+            None
+        });
         // Data movers get the master key: none of them derives it from the password again.
         let mover_key = repo.key().to_secret();
         let (target, labels, control_tag, pod_list, total, mover_key) = (&target, &labels, &control_tag, &pod_list, claims.len(), &mover_key);
@@ -657,6 +673,7 @@ impl NamespaceBackup<'_> {
                     labels: labels.clone(),
                     timeout: JOB_TIMEOUT,
                     owner,
+                    memory_limit: mover_memory,
                 };
                 // The Job first, suspended: the snapshot and its clone are its own from the start.
                 let suspended = job.create_suspended(cluster).await?;

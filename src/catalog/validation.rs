@@ -137,6 +137,9 @@ pub fn validate_policy(policy: &Policy, profiles: &[Profile]) -> PolicyValidatio
     if let Err(e) = crate::backup::signals::Thresholds::of(policy) {
         errors.push(e);
     }
+    if let Err(e) = crate::backup::mover_memory_limit(policy) {
+        errors.push(e);
+    }
     match policy.export_profile() {
         None => errors.push("actions: no export action names a profile: restore points need a location".into()),
         Some(p) if p.namespace != K10_NAMESPACE => errors.push(format!("actions: profile {}/{} is outside {K10_NAMESPACE}", p.namespace, p.name)),

@@ -272,6 +272,7 @@ async fn run_now(cluster: &Cluster, name: &str, wait: bool, require_immutable: b
             labels: crate::k8s::managed_by(),
             timeout: std::time::Duration::from_secs(24 * 3600),
             owner: None,
+            memory_limit: None,
         };
         job.start(cluster).await?;
         println!("no controller is running (no live Lease {K10_NAMESPACE}/{}): policy {name:?} is running in Job {}/{}; follow it with `kubectl logs -f job/{} -n {}`", crate::controller::leader::LEASE_NAME, job.namespace, job.name, job.name, job.namespace);

@@ -32,6 +32,9 @@ pub struct RestoreArgs {
     /// What to do with objects that already exist.
     #[arg(long, value_enum, default_value_t = Existing::Skip)]
     pub existing: Existing,
+    /// The data movers' memory limit (a quantity such as 512Mi; default 1Gi, README "Resources").
+    #[arg(long, value_parser = crate::k8s::jobs::parse_mover_memory)]
+    pub mover_memory_limit: Option<u64>,
     /// Restore here and wait for the result (otherwise a Job in kasten-io runs it).
     #[arg(long)]
     pub wait: bool,
@@ -60,6 +63,9 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
         if !args.exclude.is_empty() {
             job_args.extend(["--exclude".into(), args.exclude.join(",")]);
         }
+        if let Some(limit) = args.mover_memory_limit {
+            job_args.extend(["--mover-memory-limit".into(), limit.to_string()]);
+        }
         let job = ProductJob {
             namespace: K10_NAMESPACE.into(),
             name: format!("k10-restore-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
@@ -70,6 +76,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
             labels: crate::k8s::managed_by(),
             timeout: std::time::Duration::from_secs(24 * 3600),
             owner: None,
+            memory_limit: None,
         };
         job.start(&cluster).await?;
         println!("restore is running in Job {K10_NAMESPACE}/{0}; follow it with `kubectl logs -f job/{0} -n {K10_NAMESPACE}`", job.name);
@@ -80,6 +87,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
         include: args.include,
         exclude: args.exclude,
         existing: args.existing,
+        mover_memory_limit: args.mover_memory_limit,
     };
     let progress = Progress::new();
     let started = std::time::Instant::now();

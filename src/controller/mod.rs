@@ -387,6 +387,7 @@ impl Leader {
             labels,
             timeout: Duration::from_secs(24 * 3600),
             owner,
+            memory_limit: None,
         }
     }
 
@@ -540,6 +541,7 @@ impl Leader {
                     labels,
                     timeout: self.options.maintenance_timeout,
                     owner: None,
+                    memory_limit: None,
                 };
                 match job.start(&self.cluster).await {
                     Ok(()) => tracing::info!("maintenance due at {} started as Job {K10_NAMESPACE}/{}", rfc3339(due), job.name),

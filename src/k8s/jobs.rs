@@ -21,9 +21,44 @@ use super::{Cluster, K8sError};
 /// moment, a volume a provisioner).
 pub const SCHEDULING_PATIENCE: Duration = Duration::from_secs(30);
 
-/// A data mover's resources (README: "Resources").
-pub const MOVER_REQUESTS: &[(&str, &str)] = &[("cpu", "250m"), ("memory", "384Mi")];
+/// A data mover's resources (README: "Resources"): what it requests, and its memory limit unless
+/// a policy or restore sets another ([`ProductJob::memory_limit`]).
+pub const MOVER_REQUESTS: &[(&str, &str)] = &[("cpu", "250m"), ("memory", "256Mi")];
 pub const MOVER_LIMITS: &[(&str, &str)] = &[("memory", "1Gi")];
+/// The Policy annotation that sets its data movers' memory limit (a quantity, e.g. `512Mi`).
+pub const MOVER_MEMORY_ANNOTATION: &str = "k10.kasten.io/mover-memory-limit";
+/// The least memory limit a data mover may be given.
+pub const MIN_MOVER_MEMORY: u64 = 128 << 20;
+
+/// A memory quantity as Kubernetes writes it (`268435456`, `256Mi`, `1Gi`, `512M`): bytes. A
+/// data mover's limit must be at least [`MIN_MOVER_MEMORY`].
+pub fn parse_mover_memory(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1000_u64.pow(2),
+        "G" => 1000_u64.pow(3),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => 0,
+    };
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(factor)) {
+        Some(bytes) if factor > 0 && bytes >= MIN_MOVER_MEMORY => Ok(bytes),
+        _ => Err(format!(
+            "data mover memory limit {text:?}: use a quantity such as 256Mi or 1Gi (Ki, Mi, Gi, k, M, G), at least {}Mi",
+            MIN_MOVER_MEMORY >> 20
+        )),
+    }
+}
+
+/// Bytes as a Kubernetes quantity (in Mi when whole).
+fn quantity(bytes: u64) -> Quantity {
+    Quantity(if bytes.is_multiple_of(1 << 20) { format!("{}Mi", bytes >> 20) } else { bytes.to_string() })
+}
 /// A control Job's resources (policy and DR runs, maintenance, background restores).
 pub const CONTROL_REQUESTS: &[(&str, &str)] = &[("cpu", "100m"), ("memory", "128Mi")];
 pub const CONTROL_LIMITS: &[(&str, &str)] = &[("memory", "1Gi")];
@@ -68,6 +103,9 @@ pub struct ProductJob {
     /// The Job's owner (a data mover's control Job, in the same namespace): the cluster removes
     /// the Job, and all it owns, with its owner.
     pub owner: Option<OwnerReference>,
+    /// A data mover's memory limit in bytes, instead of [`MOVER_LIMITS`] (its request is then
+    /// no more than it).
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,18 +178,26 @@ impl ProductJob {
     }
 
     /// Memory and CPU: what a scheduler must reserve (requests) and where the kernel stops a
-    /// runaway process (the memory limit). Data movers were measured at 261 MiB (backup) and
-    /// 263 MiB (restore) peak RSS for 1 GiB of data (README: "Resources" has the figures by size).
-    /// Control Jobs (policy and DR runs, maintenance, restores) hold manifests and listings.
+    /// runaway process (the memory limit). Data movers were measured at 186 MiB (backup) and
+    /// 133 MiB (restore) peak RSS for 2 GiB of data (README: "Resources" has the figures by
+    /// shape and size). Control Jobs (policy and DR runs, maintenance, restores) hold manifests
+    /// and listings.
     fn resources(&self) -> ResourceRequirements {
-        let quantities = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect();
-        let (requests, limits) = match self.mount {
-            Some(_) => (MOVER_REQUESTS, MOVER_LIMITS),
-            None => (CONTROL_REQUESTS, CONTROL_LIMITS),
+        let quantities = |pairs: &[(&str, &str)]| -> BTreeMap<String, Quantity> {
+            pairs.iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect()
         };
+        let (mut requests, mut limits) = match self.mount {
+            Some(_) => (quantities(MOVER_REQUESTS), quantities(MOVER_LIMITS)),
+            None => (quantities(CONTROL_REQUESTS), quantities(CONTROL_LIMITS)),
+        };
+        if let (Some(_), Some(limit)) = (&self.mount, self.memory_limit) {
+            let request = parse_mover_memory(&requests["memory"].0).map_or(limit, |r| r.min(limit));
+            requests.insert("memory".into(), quantity(request));
+            limits.insert("memory".into(), quantity(limit));
+        }
         ResourceRequirements {
-            requests: Some(quantities(requests)),
-            limits: Some(quantities(limits)),
+            requests: Some(requests),
+            limits: Some(limits),
             ..Default::default()
         }
     }
@@ -415,7 +461,13 @@ impl ProductJob {
             return Some(Ok(self.log(cluster).await));
         }
         let failed = is("Failed")?;
-        let reason = failed.message.clone().or_else(|| failed.reason.clone()).unwrap_or_else(|| "failed".into());
+        let mut reason = failed.message.clone().or_else(|| failed.reason.clone()).unwrap_or_else(|| "failed".into());
+        if self.oom_killed(cluster).await {
+            let limit = self.resources().limits.and_then(|l| l.get("memory").cloned()).map_or_else(String::new, |q| format!(" ({})", q.0));
+            reason = format!(
+                "its container was killed for going over its memory limit{limit} (OOMKilled); give data movers more: the Policy annotation {MOVER_MEMORY_ANNOTATION}, or `restore --mover-memory-limit` (README: \"Resources\")"
+            );
+        }
         Some(Err(JobError::Failed {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
@@ -504,6 +556,20 @@ impl ProductJob {
     }
 
     /// The Job's pod log (empty when it cannot be read).
+    /// Whether the kernel killed the Job's container for its memory (a cgroup's OOM kill).
+    async fn oom_killed(&self, cluster: &Cluster) -> bool {
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &self.namespace);
+        let Ok(list) = pods.list(&ListParams::default().labels(&format!("job-name={}", self.name))).await else {
+            return false;
+        };
+        list.items.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).any(|c| {
+            [c.state.as_ref(), c.last_state.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|s| s.terminated.as_ref().is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")))
+        })
+    }
+
     async fn log(&self, cluster: &Cluster) -> String {
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &self.namespace);
         let Ok(list) = pods.list(&ListParams::default().labels(&format!("job-name={}", self.name))).await else {
@@ -580,6 +646,7 @@ mod tests {
             labels: BTreeMap::new(),
             timeout: Duration::from_secs(1),
             owner: None,
+            memory_limit: None,
         }
         .security_context()
     }
@@ -600,6 +667,7 @@ mod tests {
             labels: BTreeMap::new(),
             timeout: Duration::from_secs(1),
             owner: None,
+            memory_limit: None,
         }
         .job();
         assert_eq!(job.spec.and_then(|s| s.ttl_seconds_after_finished), Some(86_400));
@@ -607,7 +675,7 @@ mod tests {
 
     #[test]
     fn every_job_requests_memory_and_is_limited() {
-        let with = |mount: Option<Mount>| {
+        let with = |mount: Option<Mount>, memory_limit: Option<u64>| {
             let job = ProductJob {
                 namespace: "ns".into(),
                 name: "j".into(),
@@ -618,16 +686,37 @@ mod tests {
                 labels: BTreeMap::new(),
                 timeout: Duration::from_secs(1),
                 owner: None,
+                memory_limit,
             }
             .job();
             job.spec.unwrap().template.spec.unwrap().containers[0].resources.clone().unwrap()
         };
-        let mover = with(Some(Mount { claim: "c".into(), path: "/data".into(), read_only: true }));
-        assert_eq!(mover.requests.as_ref().unwrap()["memory"], Quantity("384Mi".into()));
+        let mover = with(Some(Mount { claim: "c".into(), path: "/data".into(), read_only: true }), None);
+        assert_eq!(mover.requests.as_ref().unwrap()["memory"], Quantity("256Mi".into()));
         assert_eq!(mover.limits.as_ref().unwrap()["memory"], Quantity("1Gi".into()));
-        let control = with(None);
+        // A limit of its own: the request is no more than it.
+        let capped = with(Some(Mount { claim: "c".into(), path: "/data".into(), read_only: true }), Some(192 << 20));
+        assert_eq!(capped.requests.as_ref().unwrap()["memory"], Quantity("192Mi".into()));
+        assert_eq!(capped.limits.as_ref().unwrap()["memory"], Quantity("192Mi".into()));
+        let roomy = with(Some(Mount { claim: "c".into(), path: "/data".into(), read_only: true }), Some(2 << 30));
+        assert_eq!(roomy.requests.as_ref().unwrap()["memory"], Quantity("256Mi".into()));
+        assert_eq!(roomy.limits.as_ref().unwrap()["memory"], Quantity("2048Mi".into()));
+        // Control Jobs keep theirs.
+        let control = with(None, Some(192 << 20));
         assert_eq!(control.requests.as_ref().unwrap()["memory"], Quantity("128Mi".into()));
         assert_eq!(control.limits.as_ref().unwrap()["memory"], Quantity("1Gi".into()));
+    }
+
+    #[test]
+    fn memory_limits_are_read_as_kubernetes_writes_them() {
+        assert_eq!(parse_mover_memory("256Mi"), Ok(256 << 20));
+        assert_eq!(parse_mover_memory(" 1Gi "), Ok(1 << 30));
+        assert_eq!(parse_mover_memory("512M"), Ok(512_000_000));
+        assert_eq!(parse_mover_memory("268435456"), Ok(256 << 20));
+        for bad in ["", "Mi", "256MB", "1.5Gi", "-1Gi", "64Mi", "99999999999999999999Gi", "256 Mi"] {
+            let err = parse_mover_memory(bad).unwrap_err();
+            assert!(err.contains("use a quantity such as 256Mi or 1Gi") && err.contains("at least 128Mi"), "{bad}: {err}");
+        }
     }
 
     #[test]

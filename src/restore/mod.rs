@@ -67,6 +67,8 @@ pub struct Options {
     /// Kinds (or plural resource names) not to restore.
     pub exclude: Vec<String>,
     pub existing: Existing,
+    /// The data movers' memory limit in bytes (None: the default).
+    pub mover_memory_limit: Option<u64>,
 }
 
 /// One object's outcome.
@@ -132,6 +134,8 @@ struct Opened {
     target: Target,
     credentials: Credentials,
     end_time: String,
+    /// The data movers' memory limit (None: the default).
+    mover_memory: Option<u64>,
 }
 
 async fn open(cluster: &Cluster, content: &RestorePointContent, progress: &(dyn Fn(&str) + Sync)) -> Result<Opened> {
@@ -185,6 +189,7 @@ async fn open(cluster: &Cluster, content: &RestorePointContent, progress: &(dyn 
         },
         credentials: catalog::profile_credentials(cluster, &profile).await?,
         end_time: spec.end_time.clone(),
+        mover_memory: None,
     })
 }
 
@@ -224,6 +229,7 @@ impl Opened {
             labels: crate::k8s::managed_by(),
             timeout: JOB_TIMEOUT,
             owner: None,
+            memory_limit: self.mover_memory,
         }
     }
 }
@@ -235,7 +241,8 @@ pub async fn restore(
     options: &Options,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Report> {
-    let opened = open(cluster, content, progress).await?;
+    let mut opened = open(cluster, content, progress).await?;
+    opened.mover_memory = options.mover_memory_limit;
     restore_opened(cluster, content, &opened, options, progress).await
 }
 
@@ -554,7 +561,8 @@ async fn verify_in(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Verification> {
     let namespace = options.target_namespace.clone().expect("verify restores into its own namespace");
-    let opened = open(cluster, content, progress).await?;
+    let mut opened = open(cluster, content, progress).await?;
+    opened.mover_memory = options.mover_memory_limit;
     let report = restore_opened(cluster, content, &opened, options, progress).await?;
     let mut v = Verification::default();
     for (what, outcome) in &report.steps {

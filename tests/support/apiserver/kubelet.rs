@@ -40,6 +40,9 @@ struct Plan {
     image: String,
     /// The user and group the container runs as (`runAsUser`, `runAsGroup`; container over pod).
     user: Option<(u32, u32)>,
+    /// The container's memory limit in bytes (`resources.limits.memory`), enforced as a cgroup
+    /// would: see [`over_memory_limit`].
+    memory_limit: Option<u64>,
     /// Secret/ConfigMap/emptyDir volumes and the default working directory; removed afterwards.
     _scratch: tempfile::TempDir,
 }
@@ -49,6 +52,53 @@ enum Outcome {
     Exited(i32),
     DeadlineExceeded,
     Killed,
+    /// Killed for going over its memory limit.
+    OomKilled(u64),
+}
+
+/// The reason a container killed for its memory has (`state.terminated.reason`).
+const OOM_KILLED: &str = "OOMKilled";
+
+/// Resolves, with the peak in bytes, once the process's resident set has gone over `limit`; never
+/// without a limit or once the process is gone. The kernel's own high-water mark (`VmHWM`) is
+/// read every 10 ms, so a peak between two reads is seen at the next: the process is killed iff
+/// its memory ever went over (a cgroup stops it at that moment; here it may run up to 10 ms
+/// more, and one that goes over in its last 10 ms is missed). File pages count, as in a cgroup,
+/// which would reclaim them first: the stand-in is the stricter.
+async fn over_memory_limit(pid: Option<u32>, limit: Option<u64>) -> u64 {
+    let (Some(pid), Some(limit)) = (pid, limit) else {
+        return std::future::pending().await;
+    };
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let peak = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        match peak {
+            Some(kib) if kib * 1024 > limit => return kib * 1024,
+            Some(_) => {}
+            None => return std::future::pending().await,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A memory quantity (`1Gi`, `256Mi`, `512M`, `268435456`) in bytes; None if it is none of those.
+fn memory_bytes(quantity: &str) -> Option<u64> {
+    let split = quantity.find(|c: char| !c.is_ascii_digit()).unwrap_or(quantity.len());
+    let (digits, unit) = quantity.split_at(split);
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(factor)
 }
 
 /// Starts running a Job in the background.
@@ -242,6 +292,7 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
         .as_u64()
         .map(|s| Duration::from_secs(s.min(365 * 24 * 3600)))
         .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let pid = child.id();
     let outcome = tokio::select! {
         status = child.wait() => match status {
             Ok(status) => Outcome::Exited(exit_code(status)),
@@ -249,6 +300,7 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
         },
         _ = kill.notified() => Outcome::Killed,
         _ = tokio::time::sleep(deadline) => Outcome::DeadlineExceeded,
+        peak = over_memory_limit(pid, plan.memory_limit) => Outcome::OomKilled(peak),
     };
     if !matches!(outcome, Outcome::Exited(_)) {
         let _ = child.kill().await;
@@ -274,6 +326,14 @@ async fn run_job(shared: Arc<Shared>, namespace: String, job_name: String) {
         Outcome::Killed => Err(refuse(
             "PodDeleted",
             "the Job's pod was deleted while it ran (the stand-in kubelet does not retry)",
+        )),
+        Outcome::OomKilled(peak) => Err(refuse(
+            OOM_KILLED,
+            format!(
+                "the container's resident memory reached {} MiB, over its limit of {} MiB",
+                peak >> 20,
+                plan.memory_limit.unwrap_or_default() >> 20
+            ),
         )),
     };
     finish(
@@ -622,6 +682,7 @@ fn prepare(
         container: container_name,
         image: container["image"].as_str().unwrap_or("").to_string(),
         user,
+        memory_limit: container["resources"]["limits"]["memory"].as_str().and_then(memory_bytes),
         _scratch: scratch,
     })
 }
@@ -1067,6 +1128,16 @@ fn finish(
             status["conditions"] = json!([
                 condition("FailureTarget", "BackoffLimitExceeded", &msg),
                 condition("Failed", "BackoffLimitExceeded", &msg),
+            ]);
+        }
+        // A container killed for its memory fails its pod: the Job, without retries, has
+        // reached its backoff limit (the reason is on the pod, as on a real node).
+        Err(refusal) if refusal.reason == OOM_KILLED => {
+            let msg = "Job has reached the specified backoff limit";
+            status["failed"] = json!(1);
+            status["conditions"] = json!([
+                condition("FailureTarget", "BackoffLimitExceeded", msg),
+                condition("Failed", "BackoffLimitExceeded", msg),
             ]);
         }
         Err(refusal) => {

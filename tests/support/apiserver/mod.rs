@@ -158,6 +158,12 @@
 //!   the pod's volumes and the kubeconfig are opened to pass through (not list), the pod's scratch
 //!   directory is readable, and the binary is copied where that user can run it. `fsGroup`,
 //!   supplementary groups and capabilities are not applied: the process has what its user has.
+//! * Memory: a container with `resources.limits.memory` is killed (SIGKILL) once its peak
+//!   resident set (`VmHWM`, read every 10 ms) goes over it, as the kernel does a cgroup over its
+//!   limit: its state is `terminated` with `exitCode: 137`, `reason: OOMKilled`, and the Job
+//!   fails with `BackoffLimitExceeded`. File pages count (a cgroup would reclaim them first: the
+//!   stand-in is stricter); a process that goes over in its last 10 ms is missed. CPU limits and
+//!   requests are not enforced.
 //! * Volumes: `persistentVolumeClaim` → `<volumes_root>/<namespace>/<claimName>` (the claim must
 //!   exist, else the Job fails); `secret`, `configMap` → files written to a scratch directory;
 //!   `emptyDir` → an empty scratch directory. Other volume types fail the Job. `readOnly` is not

@@ -509,6 +509,7 @@ impl Cluster {
             labels: BTreeMap::from([("app.kubernetes.io/part-of".to_string(), "k10-drill".to_string())]),
             timeout: Duration::from_secs(900),
             owner: None,
+            memory_limit: None,
         };
         println!("     job {namespace}/{}: kubectl-k10 {}", job.name, args.join(" "));
         job.run(&api).await.map_err(|e| e.to_string())
