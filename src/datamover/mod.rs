@@ -21,14 +21,17 @@ use crate::repo::{ReadOnly, Repo, RepoError, RepoKey, Restored, Snapshot, Unlock
 /// 32 MiB from them, where freed memory stays resident: a backup holding 160 MiB of packs and
 /// blobs was 250 MiB resident. Two arenas, and blocks above 9 MiB (packs and pack reads; blobs
 /// are at most 8 MiB and stay in the arenas, their pages reused) mapped and unmapped on their
-/// own (measured by `cargo bench --bench shapes`, README). To be called first thing in `main`,
-/// before threads start.
+/// own. Fixing the mmap threshold also fixes the trim threshold at its 128 KiB default, which
+/// gives memory back to the kernel after nearly every file of a tree of small files (100,000
+/// files backed up in 40 s instead of 16 s): 16 MiB. Measured by `cargo bench --bench shapes`
+/// (README). To be called first thing in `main`, before threads start.
 pub fn bound_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 9 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
 }
 

@@ -32,6 +32,10 @@ pub type ContentAddress = fn(&str) -> Option<&str>;
 
 /// Verified content kept for ranged reads, at most this many bytes.
 const CACHE_BYTES: usize = 64 << 20;
+/// Only objects up to this size are kept: indexes and tree packs, which are read in many small
+/// ranges. Data packs (16 MiB) are read once per run of nearby blobs, and a restore keeping them
+/// here would hold four more packs than it reads at once.
+const CACHE_ENTRY_BYTES: usize = 8 << 20;
 
 #[derive(Debug)]
 pub struct PointInTime {
@@ -61,7 +65,7 @@ impl Cache {
     }
 
     fn put(&mut self, key: &str, data: Bytes) {
-        if data.len() > CACHE_BYTES || self.entries.contains_key(key) {
+        if data.len() > CACHE_ENTRY_BYTES || self.entries.contains_key(key) {
             return;
         }
         while self.bytes + data.len() > CACHE_BYTES {
@@ -268,15 +272,17 @@ mod tests {
     #[test]
     fn the_cache_keeps_the_newest_within_its_bound() {
         let mut cache = Cache::default();
-        let big = Bytes::from(vec![0u8; 40 << 20]);
-        cache.put("a", big.clone());
-        cache.put("b", big.clone());
-        assert!(cache.get("a").is_none(), "the oldest goes first");
-        assert_eq!(cache.get("b").map(|d| d.len()), Some(40 << 20));
+        let tree_pack = Bytes::from(vec![0u8; CACHE_ENTRY_BYTES]);
+        for i in 0..CACHE_BYTES / CACHE_ENTRY_BYTES {
+            cache.put(&format!("t{i}"), tree_pack.clone());
+        }
+        assert_eq!(cache.bytes, CACHE_BYTES);
         cache.put("small", Bytes::from_static(b"x"));
-        assert_eq!(cache.bytes, (40 << 20) + 1);
-        // Larger than the whole cache: not kept, nothing evicted for it.
-        cache.put("huge", Bytes::from(vec![0u8; CACHE_BYTES + 1]));
-        assert!(cache.get("huge").is_none() && cache.get("b").is_some());
+        assert!(cache.get("t0").is_none(), "the oldest goes first");
+        assert_eq!(cache.get("t1").map(|d| d.len()), Some(CACHE_ENTRY_BYTES));
+        assert_eq!(cache.bytes, CACHE_BYTES - CACHE_ENTRY_BYTES + 1);
+        // A data pack: not kept, nothing evicted for it.
+        cache.put("data-pack", Bytes::from(vec![0u8; CACHE_ENTRY_BYTES + 1]));
+        assert!(cache.get("data-pack").is_none() && cache.get("t1").is_some());
     }
 }
