@@ -172,8 +172,9 @@ impl RepoKey {
     pub fn parse(text: &str) -> Result<RepoKey> {
         serde_json::from_str::<MasterKey>(text.trim())
             .map(RepoKey)
-            // serde's message names a position, never the text.
-            .map_err(|e| RepoError::MalformedKey(e.to_string()))
+            // Only where it broke: serde's own message may quote the text (`invalid type: string
+            // "…"`), which is key material.
+            .map_err(|e| RepoError::MalformedKey(format!("{:?} error at line {}, column {}", e.classify(), e.line(), e.column())))
     }
 
     /// The text form, for a Secret.
