@@ -464,9 +464,11 @@ impl ProductJob {
         let mut reason = failed.message.clone().or_else(|| failed.reason.clone()).unwrap_or_else(|| "failed".into());
         if self.oom_killed(cluster).await {
             let limit = self.resources().limits.and_then(|l| l.get("memory").cloned()).map_or_else(String::new, |q| format!(" ({})", q.0));
-            reason = format!(
-                "its container was killed for going over its memory limit{limit} (OOMKilled); give data movers more: the Policy annotation {MOVER_MEMORY_ANNOTATION}, or `restore --mover-memory-limit` (README: \"Resources\")"
-            );
+            let advice = match self.mount {
+                Some(_) => format!("; give data movers more: the Policy annotation {MOVER_MEMORY_ANNOTATION}, or `restore --mover-memory-limit` (README: \"Resources\")"),
+                None => String::new(),
+            };
+            reason = format!("its container was killed for going over its memory limit{limit} (OOMKilled){advice}");
         }
         Some(Err(JobError::Failed {
             namespace: self.namespace.clone(),
