@@ -178,8 +178,8 @@ impl ProductJob {
     }
 
     /// Memory and CPU: what a scheduler must reserve (requests) and where the kernel stops a
-    /// runaway process (the memory limit). Data movers were measured at 186 MiB (backup) and
-    /// 133 MiB (restore) peak RSS for 2 GiB of data (README: "Resources" has the figures by
+    /// runaway process (the memory limit). Data movers were measured at 206 MiB (backup) and
+    /// 119 MiB (restore) peak RSS for 2 GiB of data (README: "Resources" has the figures by
     /// shape and size). Control Jobs (policy and DR runs, maintenance, restores) hold manifests
     /// and listings.
     fn resources(&self) -> ResourceRequirements {
